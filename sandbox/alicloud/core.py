@@ -120,6 +120,12 @@ class FaultPlan:
     ``x-acs-retry-after``), ``http500``, ``http503``, ``drop`` (close the connection without an answer).
     ``stockouts`` is a set of ``(zone_id, instance_type)`` pairs with no stock; ``quota`` maps an
     action to an error code to return (for quota errors).
+
+    Additions used by the ECS/CS front end (optional, backward compatible):
+    ``retry_after_ms`` is the value of ``x-acs-retry-after`` sent with ``throttling_retry_after``
+    (default 1000); ``lifecycle`` maps a lifecycle name (``cs.cluster.create``, ``cs.nodepool.create``,
+    ``cs.node.join``, ``ecs.instance.start``) to the probability that the transition fails
+    (cluster -> ``failed``, task -> ``fail``), rolled with the same seeded generator.
     """
 
     KINDS = ("throttling", "throttling_retry_after", "http500", "http503", "drop")
@@ -131,10 +137,16 @@ class FaultPlan:
         self.rates = {}
         self.stockouts = set()
         self.quota = {}
+        self.retry_after_ms = 1000
+        self.lifecycle = {}
         self.configure(rates=rates or {}, stockouts=stockouts or [], quota=quota or {})
 
-    def configure(self, rates=None, stockouts=None, quota=None, seed=None):
+    def configure(self, rates=None, stockouts=None, quota=None, seed=None, retry_after_ms=None, lifecycle=None):
         with self._lock:
+            if retry_after_ms is not None:
+                self.retry_after_ms = int(retry_after_ms)
+            if lifecycle is not None:
+                self.lifecycle = {name: float(p) for name, p in lifecycle.items()}
             if seed is not None:
                 self.seed = seed
                 self._rng = random.Random(seed)
@@ -151,7 +163,8 @@ class FaultPlan:
 
     def snapshot(self):
         with self._lock:
-            return {"seed": self.seed, "rates": self.rates, "stockouts": sorted(self.stockouts), "quota": self.quota}
+            return {"seed": self.seed, "rates": self.rates, "stockouts": sorted(self.stockouts), "quota": self.quota,
+                    "retry_after_ms": self.retry_after_ms, "lifecycle": self.lifecycle}
 
     def pick(self, service, action):
         """Return the fault kind to inject for this request, or ``None``."""
@@ -168,6 +181,12 @@ class FaultPlan:
                         return kind
                 return None
             return None
+
+    def lifecycle_fails(self, name):
+        """Roll whether the lifecycle transition ``name`` fails (``lifecycle`` rates)."""
+        with self._lock:
+            rate = self.lifecycle.get(name, 0.0)
+            return rate > 0 and self._rng.random() < rate
 
     def no_stock(self, zone_id, instance_type):
         return (zone_id, instance_type) in self.stockouts
