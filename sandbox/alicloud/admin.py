@@ -73,6 +73,10 @@ def handle_admin(emu, method, path, query, body):
     if route == "/clock":
         if method == "PUT":
             data = _json(body)
+            with emu.state.lock:
+                # settle transitions that finished under the old scale before the new one applies
+                if emu.advance(emu.clock.now()):
+                    emu.state.save()
             if "scale" in data:
                 scale = float(data["scale"])
                 if scale < 0:
