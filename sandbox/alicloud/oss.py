@@ -38,6 +38,7 @@ import ipaddress
 import mmap
 import os
 import socket
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -1146,6 +1147,13 @@ class OssHTTPServer(ThreadingHTTPServer):
         if view is None:
             view = self._local.view = memoryview(mmap.mmap(-1, CHUNK))
         return view
+
+    def handle_error(self, request, client_address):
+        """Peers that reset or time out an idle keep-alive connection are normal; report anything else."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            return
+        super().handle_error(request, client_address)
 
     def process_request_thread(self, request, client_address):
         with self._conns_lock:
