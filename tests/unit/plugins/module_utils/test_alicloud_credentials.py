@@ -146,5 +146,5 @@ def test_running_on_ecs_reads_dmi(tmp_path):
 
 
 def test_repr_never_shows_the_secret():
-    creds, _ = resolve_credentials(params(access_key="ak", secret_key="very-secret", security_token="tok"), environ={})
+    creds, dummy = resolve_credentials(params(access_key="ak", secret_key="very-secret", security_token="tok"), environ={})
     assert "very-secret" not in repr(creds) and "tok'" not in repr(creds)

@@ -132,10 +132,10 @@ def test_backoff_is_bounded_by_cap_and_grows():
     policy = RetryPolicy(base=0.5, cap=3.0, rng=random.Random(7))
     for n in range(1, 30):
         ceiling = min(3.0, 0.5 * 2 ** (n - 1))
-        samples = [policy.delay(n) for _ in range(200)]
+        samples = [policy.delay(n) for dummy in range(200)]
         assert all(0 <= s <= ceiling for s in samples)
     # full jitter really spreads: late retries use most of the cap range
-    late = [policy.delay(10) for _ in range(500)]
+    late = [policy.delay(10) for dummy in range(500)]
     assert max(late) > 2.5 and min(late) < 0.5
 
 
