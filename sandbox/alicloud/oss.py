@@ -396,7 +396,7 @@ class OssHandler(BaseHTTPRequestHandler):
         raise OssError(503, "ServiceUnavailable", "Thread pool is almost full, please retry later")
 
     def _parse_request(self):
-        raw_path, _, raw_query = self.path.partition("?")
+        raw_path, dummy_sep, raw_query = self.path.partition("?")
         if raw_path.startswith("http://") or raw_path.startswith("https://"):
             raw_path = "/" + raw_path.split("/", 3)[3] if raw_path.count("/") >= 3 else "/"
         query = parse_qsl(raw_query, keep_blank_values=True)
@@ -423,7 +423,7 @@ class OssHandler(BaseHTTPRequestHandler):
     def _route(self, req):
         """Return (action, mutating, handler) for a request, or raise NotImplemented for unsupported calls."""
         m = req.method
-        subs = {k for k, _ in req.query if k in SUBRESOURCES and k not in AUTH_QUERY}
+        subs = {k for k, dummy_value in req.query if k in SUBRESOURCES and k not in AUTH_QUERY}
 
         def only(allowed, action, mutating, handler):
             extra = subs - set(allowed)
@@ -750,7 +750,7 @@ class OssHandler(BaseHTTPRequestHandler):
         self._send_xml("".join(parts))
 
     def list_multipart_uploads(self, req):
-        prefix, delimiter, _, url_enc = self._listing_params(req)
+        prefix, delimiter, dummy_max, url_enc = self._listing_params(req)
         max_uploads = _int_param(req, "max-uploads", 1000, 1, 1000)
         key_marker = req.q.get("key-marker", "")
         id_marker = req.q.get("upload-id-marker", "")
@@ -818,7 +818,7 @@ class OssHandler(BaseHTTPRequestHandler):
         src = unquote(source.split("?", 1)[0])
         if src.startswith("/"):
             src = src[1:]
-        src_bucket, _, src_key = src.partition("/")
+        src_bucket, dummy_sep, src_key = src.partition("/")
         if not src_key:
             raise invalid_argument("Copy Source must mention the source bucket and key: /sourcebucket/sourcekey.", "x-oss-copy-source", source)
         directive = (req.header("x-oss-metadata-directive") or "COPY").upper()
@@ -845,7 +845,7 @@ class OssHandler(BaseHTTPRequestHandler):
         if not any(req.header(n) for n in names):
             return
         if meta is None:
-            _, meta = self.oss.store.get_object(bucket, key)
+            meta = self.oss.store.get_object(bucket, key)[1]
         etag = meta["etag"]
         lm = int(meta["last_modified"])
         if_match, if_none, if_mod, if_unmod = (req.header(n) for n in names)
@@ -894,7 +894,7 @@ class OssHandler(BaseHTTPRequestHandler):
         spec = value.strip()
         start = end = None
         if spec.startswith("bytes=") and "," not in spec:
-            first, _, last = spec[6:].strip().partition("-")
+            first, dummy_sep, last = spec[6:].strip().partition("-")
             try:
                 if first == "" and last != "":
                     n = int(last)
@@ -909,8 +909,8 @@ class OssHandler(BaseHTTPRequestHandler):
                 start = end = None
         if start is None or end is None or start > end or start >= size:
             if standard:
-                raise OssError(416, "InvalidRange", "The requested range cannot be satisfied", [("RangeRequested", value),
-                                                                                               ("ActualObjectSize", str(size))])
+                raise OssError(416, "InvalidRange", "The requested range cannot be satisfied",
+                               [("RangeRequested", value), ("ActualObjectSize", str(size))])
             return None  # the service ignores an invalid range and answers 200 with the whole object
         return start, end
 
@@ -934,7 +934,7 @@ class OssHandler(BaseHTTPRequestHandler):
                     files.append((open(path, "rb"), offset, seg_size))  # pylint: disable=consider-using-with
                 offset += seg_size
         except FileNotFoundError:
-            for f, _, _ in files:
+            for f, dummy_start, dummy_size in files:
                 f.close()
             raise no_such_key(req.key) from None
         self._send(status, headers, b"", content_length=length)
@@ -951,7 +951,7 @@ class OssHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise _ClientGone() from None
         finally:
-            for f, _, _ in files:
+            for f, dummy_start, dummy_size in files:
                 f.close()
 
     def head_object(self, req):
@@ -960,7 +960,7 @@ class OssHandler(BaseHTTPRequestHandler):
         self._send(200, self._object_response_headers(b, meta, req), b"", content_length=meta["size"])
 
     def get_object_meta(self, req):
-        _, meta = self.oss.store.get_object(req.bucket, req.key)
+        meta = self.oss.store.get_object(req.bucket, req.key)[1]
         headers = {"ETag": _quoted_etag(meta["etag"]), "Last-Modified": http_date(meta["last_modified"]),
                    "x-oss-hash-crc64ecma": str(meta["crc64"]), "x-oss-last-access-time": http_date(meta["last_modified"])}
         self._send(200, headers, b"", content_length=meta["size"])
@@ -974,7 +974,7 @@ class OssHandler(BaseHTTPRequestHandler):
         self._send(200)
 
     def get_object_acl(self, req):
-        _, meta = self.oss.store.get_object(req.bucket, req.key)
+        meta = self.oss.store.get_object(req.bucket, req.key)[1]
         self._send_xml("<AccessControlPolicy><Owner><ID>%s</ID><DisplayName>%s</DisplayName></Owner>"
                        "<AccessControlList><Grant>%s</Grant></AccessControlList></AccessControlPolicy>"
                        % (OWNER_ID, OWNER_ID, x(meta.get("acl", "default"))))
@@ -1021,7 +1021,7 @@ class OssHandler(BaseHTTPRequestHandler):
             number = 0
         if not 1 <= number <= 10000:
             raise invalid_argument("Part number must be an integer between 1 and 10000, inclusive.", "partNumber", raw)
-        b, _ = self.oss.store.get_upload(req.bucket, req.key, upload_id)
+        b = self.oss.store.get_upload(req.bucket, req.key, upload_id)[0]
         tmp = self.oss.store.new_tmp_path(req.bucket)
         size, digest, crc = self._receive(tmp)
         try:
@@ -1066,8 +1066,8 @@ class OssHandler(BaseHTTPRequestHandler):
                 part = by_number.get(number)
                 if part is None or part["etag"] != etag:
                     raise OssError(400, "InvalidPart", "One or more of the specified parts could not be found or the specified entity "
-                                   "tag might not have matched the part's entity tag.", [("UploadId", upload_id), ("PartNumber", str(number)),
-                                                                                        ("ETag", etag)])
+                                   "tag might not have matched the part's entity tag.",
+                                   [("UploadId", upload_id), ("PartNumber", str(number)), ("ETag", etag)])
                 chosen.append(part)
         if not chosen:
             raise malformed_xml("The XML you provided was not well-formed or did not validate against our published schema.")

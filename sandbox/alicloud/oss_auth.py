@@ -199,7 +199,7 @@ class SignatureVerifier:
     def _verify_v4_header(self, method, bucket, key, query, hdr, auth):
         fields = {}
         for item in auth[len("OSS4-HMAC-SHA256 "):].split(","):
-            name, _, value = item.strip().partition("=")
+            name, dummy_sep, value = item.strip().partition("=")
             fields[name] = value
         if "Credential" not in fields or "Signature" not in fields:
             raise OssError(400, "InvalidArgument", "Authorization header is invalid.")

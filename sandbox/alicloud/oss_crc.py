@@ -62,7 +62,7 @@ def _multmodp(a, b):
 
 def _x2n_table():
     table = [1 << 62]  # x^1
-    for _ in range(63):
+    for dummy_i in range(63):
         table.append(_multmodp(table[-1], table[-1]))
     return table
 

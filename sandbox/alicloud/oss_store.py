@@ -216,7 +216,7 @@ class OssStore:
                                [("Key", meta["key"])])
             data_id = uuid.uuid4().hex
             os.makedirs(db.path("data", data_id))
-            for name, _ in src["segments"]:
+            for name, dummy_size in src["segments"]:
                 os.link(sb.path("data", src["data_id"], name), db.path("data", data_id, name))
             meta["data_id"] = data_id
             meta["segments"] = [list(s) for s in src["segments"]]
@@ -297,7 +297,7 @@ class OssStore:
 
     def abort_upload(self, bucket, key, upload_id):
         with self.lock:
-            b, _ = self.get_upload(bucket, key, upload_id)
+            b = self.get_upload(bucket, key, upload_id)[0]
             del b.uploads[upload_id]
             udir = b.path("uploads", upload_id)
             trash = b.path("tmp", "aborted-" + upload_id)
@@ -307,7 +307,7 @@ class OssStore:
     def complete_upload(self, bucket, key, upload_id, chosen, meta):
         """Turn the chosen parts (list of part dicts, in order) into object ``key`` described by ``meta``."""
         with self.lock:
-            b, _ = self.get_upload(bucket, key, upload_id)
+            b = self.get_upload(bucket, key, upload_id)[0]
             udir = b.path("uploads", upload_id)
             data_id = uuid.uuid4().hex
             ddir = b.path("data", data_id)
@@ -335,5 +335,5 @@ class OssStore:
 
     def list_parts(self, bucket, key, upload_id):
         with self.lock:
-            _, upload = self.get_upload(bucket, key, upload_id)
+            upload = self.get_upload(bucket, key, upload_id)[1]
             return [dict(upload["parts"][n]) for n in sorted(upload["parts"])]

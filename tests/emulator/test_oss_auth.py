@@ -56,7 +56,7 @@ def _error(resp):
 def test_right_key_passes_wrong_secret_fails(emu, mode):
     v4 = mode == "v4"
     emu.bucket("auth-bucket", v4=v4).put_object("ok.txt", b"fine")
-    ak, _ = emu.credentials.static_key()
+    ak = emu.credentials.static_key()[0]
     auth = oss2.AuthV4(ak, "not-the-secret") if v4 else oss2.Auth(ak, "not-the-secret")
     bad = oss2.Bucket(auth, emu.endpoint, "auth-bucket", region=emu.region)
     with pytest.raises(oe.SignatureDoesNotMatch) as err:

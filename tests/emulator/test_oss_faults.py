@@ -121,5 +121,5 @@ def test_state_survives_restart(tmp_path):
         assert [(p.part_number, p.size) for p in parts] == [(1, 8)]
         bucket.abort_multipart_upload("still-open.bin", open_id)
         assert [o.key for o in oss2.ObjectIteratorV2(bucket)] == ["dir/small.txt", "mp.bin"]
-    files = [os.path.join(root, f) for root, _, fs in os.walk(state) for f in fs]
+    files = [os.path.join(root, f) for root, dummy_dirs, fs in os.walk(state) for f in fs]
     assert not [f for f in files if f.endswith(".tmp")]
