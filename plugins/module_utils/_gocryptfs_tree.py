@@ -1298,3 +1298,58 @@ def verify_tree(src, cipherdir, master_key, check_modes=True, workers=None):
         elif want != got:
             problems.append('content differs: %s' % _show(rel))
     return problems
+
+
+def compare_trees(expected, actual, check_modes=True):
+    """Compare two plaintext trees (for example the source and a gocryptfs mount of the CIPHERDIR).
+
+    Returns a list of problems: missing/extra entries, type, mode, symlink target and SHA-256
+    differences (empty when the trees match).
+    """
+    problems = []
+    a_root = os.fsencode(os.path.abspath(expected))
+    b_root = os.fsencode(os.path.abspath(actual))
+    a_map = dict((e.rel, e) for e in scan_source(a_root))
+    b_map = dict((e.rel, e) for e in scan_source(b_root))
+    for rel in sorted(set(a_map) - set(b_map)):
+        problems.append('missing: %s' % _show(rel))
+    for rel in sorted(set(b_map) - set(a_map)):
+        problems.append('unexpected: %s' % _show(rel))
+    for rel in sorted(set(a_map) & set(b_map)):
+        ea, eb = a_map[rel], b_map[rel]
+        if ea.kind != eb.kind:
+            problems.append('type differs: %s' % _show(rel))
+        elif ea.kind == 'l':
+            if ea.target != eb.target:
+                problems.append('symlink target differs: %s' % _show(rel))
+        else:
+            if check_modes and _mode(ea.st) != _mode(eb.st):
+                problems.append('mode differs: %s (%o != %o)' % (_show(rel), _mode(ea.st), _mode(eb.st)))
+            if ea.kind == 'f':
+                try:
+                    same = _sha256_file(os.path.join(a_root, rel)) == _sha256_file(os.path.join(b_root, rel))
+                except OSError as exc:
+                    problems.append('%s: %s' % (_show(rel), exc))
+                    continue
+                if not same:
+                    problems.append('content differs: %s' % _show(rel))
+    return problems
+
+
+def gocryptfs_fsck(cipherdir, password, binary='gocryptfs'):
+    """Run ``gocryptfs -fsck``; returns ``(exit_code, output)`` (0 = no problems, 26 = corruption)."""
+    with password_file(password) as pfile:
+        proc = subprocess.run([binary, '-fsck', '-q', '-passfile', pfile, cipherdir], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    return proc.returncode, proc.stdout.decode('utf-8', 'replace')
+
+
+def verify_with_gocryptfs(src, cipherdir, password, binary='gocryptfs', check_modes=True):
+    """Independent check with the real gocryptfs: mount read-only, compare every file's SHA-256,
+    type, mode and symlink target with ``src``, then run ``gocryptfs -fsck``. Returns problems."""
+    with mounted(cipherdir, password, readonly=True, binary=binary) as mnt:
+        problems = compare_trees(src, mnt, check_modes)
+    code, output = gocryptfs_fsck(cipherdir, password, binary)
+    if code != 0:
+        problems.append('gocryptfs -fsck exited %d: %s' % (code, output.strip()[-1000:]))
+    return problems

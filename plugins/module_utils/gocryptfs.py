@@ -20,7 +20,8 @@ Contents (streaming)
 Trees
     ``encrypt_tree(src, cipherdir, master_key, workers=N, manifest_path=...)`` (multi-process,
     idempotent with a manifest), ``encrypt_tree_via_mount`` (the same through the real gocryptfs),
-    ``decrypt_tree``, ``walk_cipherdir``, ``verify_tree``, ``mounted`` (real gocryptfs mount).
+    ``decrypt_tree``, ``walk_cipherdir``, ``verify_tree`` (our reader), ``verify_with_gocryptfs``
+    (real gocryptfs: read-only mount + SHA-256 of every file + ``-fsck``), ``mounted``.
 
 Example::
 
@@ -80,10 +81,12 @@ from ansible_collections.confidential_ai.ack.plugins.module_utils._gocryptfs_tre
     CHUNK_BLOCKS,
     SEGMENT_BLOCKS,
     Manifest,
+    compare_trees,
     decrypt_tree,
     default_workers,
     encrypt_tree,
     encrypt_tree_via_mount,
+    gocryptfs_fsck,
     gocryptfs_init,
     mounted,
     open_cipherdir,
@@ -92,5 +95,6 @@ from ansible_collections.confidential_ai.ack.plugins.module_utils._gocryptfs_tre
     scan_cipherdir,
     unmount,
     verify_tree,
+    verify_with_gocryptfs,
     walk_cipherdir,
 )
