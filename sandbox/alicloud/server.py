@@ -221,6 +221,7 @@ class ApiHandler(BaseHTTPRequestHandler):
     """Request handler; ``self.server.emu`` is the :class:`Emulator`."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: avoid the 40 ms delayed-ACK stall
     server_version = "AlibabaCloudEmulator/1.0"
     sys_version = ""
 

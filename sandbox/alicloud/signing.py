@@ -134,8 +134,8 @@ def verify(req, credentials, nonces, now=None):
         return _verify_rpc_v2(req, query, credentials, nonces, now)
     if auth:
         raise AuthError("IncompleteSignature", "The Authorization header is malformed or uses an unsupported algorithm.")
-    raise AuthError("MissingAuthorization" if not query else "IncompleteSignature",
-                    "The request carries no signature (Authorization header or Signature parameter).")
+    raise AuthError("IncompleteSignature", "The request signature does not conform to Aliyun standards: "
+                    "no Authorization header and no Signature parameter.")
 
 
 def _verify_acs3(req, auth, credentials, nonces, now):

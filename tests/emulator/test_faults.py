@@ -1,0 +1,129 @@
+"""Injected faults reach the official SDKs as the real service's would (wire reference sections 6.2 and 7)."""
+
+import json
+
+import pytest
+from alibabacloud_cs20151215 import models as cm
+from alibabacloud_ecs20140526 import models as em
+from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
+from darabonba.exceptions import UnretryableException
+from darabonba.policy.retry import RetryCondition, RetryOptions
+
+from sandbox.alicloud.testing import cs_client, ecs_client
+
+REGION = "cn-beijing"
+
+
+def regions(client):
+    return client.describe_regions(em.DescribeRegionsRequest())
+
+
+def test_throttling_without_retry_after_is_a_client_exception(alicloud, ecs):
+    alicloud.set_faults(rates={"ecs": {"throttling": 1.0}})
+    with pytest.raises(ClientException) as info:
+        regions(ecs)
+    err = info.value
+    assert not isinstance(err, ThrottlingException)
+    assert err.code == "Throttling.User" and err.status_code == 400 and err.name == "ClientException"
+    entry = alicloud.requests()[-1]
+    assert entry["fault"] == "throttling" and entry["code"] == "Throttling.User"
+
+
+def test_throttling_with_retry_after_is_a_throttling_exception(alicloud, ecs):
+    alicloud.set_faults(rates={"*": {"throttling_retry_after": 1.0}}, retry_after_ms=1500)
+    with pytest.raises(ThrottlingException) as info:
+        regions(ecs)
+    assert info.value.code == "Throttling.User" and info.value.retry_after == 1500
+    assert info.value.name == "ThrottlingException"
+
+
+@pytest.mark.parametrize("kind,status,code", [("http500", 500, "InternalError"), ("http503", 503, "ServiceUnavailable")])
+def test_server_errors(alicloud, cs, kind, status, code):
+    alicloud.set_faults(rates={"cs": {kind: 1.0}})
+    with pytest.raises(ServerException) as info:
+        cs.describe_clusters_v1(cm.DescribeClustersV1Request())
+    assert info.value.status_code == status and info.value.code == code
+    assert info.value.request_id != "None"
+
+
+def test_dropped_connection_is_unretryable(alicloud, ecs):
+    alicloud.set_faults(rates={"ecs:DescribeRegions": {"drop": 1.0}})
+    with pytest.raises(UnretryableException) as info:
+        regions(ecs)
+    assert info.value.name == "UnretryableException"
+    assert "Connection aborted" in str(info.value) or "RemoteDisconnected" in str(info.value)
+    assert alicloud.requests()[-1]["fault"] == "drop"
+    # the scope is one action: another action still works
+    assert ecs.describe_zones(em.DescribeZonesRequest(region_id=REGION)).body.zones.zone
+
+
+def test_scopes_and_switching_at_run_time(alicloud, ecs, cs):
+    alicloud.set_faults(rates={"ecs:RunInstances": {"http503": 1.0}})
+    with pytest.raises(ServerException):
+        ecs.run_instances(em.RunInstancesRequest(region_id=REGION))
+    assert regions(ecs).body is not None
+    assert cs.describe_clusters_v1(cm.DescribeClustersV1Request()).body.clusters == []
+    alicloud.clear_faults()
+    with pytest.raises(ClientException) as info:
+        ecs.run_instances(em.RunInstancesRequest(region_id=REGION))
+    assert info.value.code == "MissingParameter"  # the fault is gone; the request reaches validation
+
+
+def test_seeded_rates_are_reproducible(alicloud, ecs):
+    def pattern():
+        out = []
+        for _ in range(20):
+            try:
+                regions(ecs)
+                out.append("ok")
+            except ClientException as err:
+                out.append(err.code)
+        return out
+    alicloud.set_faults(rates={"ecs": {"throttling": 0.5}}, seed=7)
+    first = pattern()
+    alicloud.set_faults(rates={"ecs": {"throttling": 0.5}}, seed=7)
+    second = pattern()
+    assert first == second
+    assert "ok" in first and "Throttling.User" in first
+
+
+def test_sdk_retry_policy_recovers(alicloud):
+    retry = RetryOptions({"retryable": True, "retryCondition": [RetryCondition({
+        "maxAttempts": 8, "exception": ["ThrottlingException", "ServerException"],
+        "errorCode": ["Throttling.User", "ServiceUnavailable"], "backoff": {"policy": "Fixed", "period": 10}, "maxDelay": 100})],
+        "noRetryCondition": []})
+    ecs = ecs_client(alicloud, retry_options=retry)
+    alicloud.set_faults(rates={"ecs": {"throttling_retry_after": 0.4, "http503": 0.3}}, seed=3, retry_after_ms=20)
+    before = len(alicloud.requests())
+    for _ in range(5):
+        assert regions(ecs).body.regions.region[0].region_id == REGION
+    log = alicloud.requests()[before:]
+    assert len(log) > 5 and {e["fault"] for e in log} >= {"throttling_retry_after", None}
+
+
+def test_quota_errors(alicloud, cs, ecs):
+    alicloud.set_faults(quota={"cs:CreateCluster": "QuotaExceeded.Cluster"})
+    with pytest.raises(ClientException) as info:
+        cs.create_cluster(cm.CreateClusterRequest(name="x", region_id=REGION, cluster_type="ManagedKubernetes",
+                                                  vswitch_ids=["vsw-sbx00000000000000000l"]))
+    assert info.value.code == "QuotaExceeded.Cluster" and info.value.status_code == 400
+    assert cs.describe_clusters_v1(cm.DescribeClustersV1Request()).body.clusters == []
+    assert alicloud.requests()[-2]["fault"] == "quota"
+    assert ecs.describe_zones(em.DescribeZonesRequest(region_id=REGION)).body is not None
+
+
+def test_faults_read_from_the_admin_endpoint(alicloud):
+    alicloud.set_faults(rates={"cs": {"http500": 0.25}}, stockouts=[["cn-beijing-l", "ecs.gn8v-tee.4xlarge"]])
+    snap = alicloud.admin("GET", "/faults")
+    assert snap["rates"] == {"cs": {"http500": 0.25}}
+    assert snap["stockouts"] == [["cn-beijing-l", "ecs.gn8v-tee.4xlarge"]]
+    with pytest.raises(Exception):  # noqa: B017 - the admin endpoint rejects unknown fault kinds
+        alicloud.set_faults(rates={"cs": {"meteor": 1.0}})
+    assert json.dumps(alicloud.admin("GET", "/faults")["rates"]) == json.dumps({"cs": {"http500": 0.25}})
+
+
+def test_sts_client_sees_faults_too(alicloud):
+    alicloud.set_faults(rates={"ecs": {"http500": 1.0}})
+    with pytest.raises(ServerException):
+        regions(ecs_client(alicloud, sts=True))
+    assert cs_client(alicloud, sts=True).describe_clusters_v1(cm.DescribeClustersV1Request()).body is not None

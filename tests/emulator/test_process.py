@@ -1,0 +1,101 @@
+"""The emulator as a process: start-up time, endpoints file, loopback only, clean stop, persistence, request log."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+from alibabacloud_cs20151215 import models as cm
+from alibabacloud_ecs20140526 import models as em
+
+from sandbox.alicloud.testing import REPO_ROOT, EmulatorProcess, cs_client, ecs_client
+
+REGION = "cn-beijing"
+
+
+def test_startup_endpoints_and_clean_stop(tmp_path):
+    emu = EmulatorProcess(state_dir=str(tmp_path / "state"))
+    emu.start()
+    try:
+        assert emu.startup_seconds < 2.0, "start-up took %.2f s" % emu.startup_seconds
+        with open(tmp_path / "state" / "endpoints.json", encoding="utf-8") as f:
+            on_disk = json.load(f)
+        assert on_disk == emu.endpoints
+        assert set(on_disk) == {"api_endpoint", "oss_endpoint", "admin_url", "region", "pid"}
+        assert on_disk["api_endpoint"].startswith("127.0.0.1:") and on_disk["region"] == REGION
+        assert on_disk["oss_endpoint"].startswith("http://127.0.0.1:")
+        assert on_disk["admin_url"] == "http://%s/_emulator" % on_disk["api_endpoint"]
+        assert on_disk["pid"] == emu.proc.pid
+        assert emu.health()["status"] == "ok"
+        mode = stat.S_IMODE(os.stat(tmp_path / "state" / "credentials.json").st_mode)
+        assert mode == 0o600
+        ak, sk = emu.static_key
+        sts_ak, sts_sk, token = emu.sts_key
+        assert ak != sts_ak and sk and sts_sk and token
+    finally:
+        code = emu.stop()
+    assert code == 0
+
+
+def test_refuses_non_loopback_host(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "sandbox.alicloud", "serve", "--state-dir", str(tmp_path), "--host", "0.0.0.0"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=20, check=False)
+    assert proc.returncode != 0 and "non-loopback" in proc.stderr
+    assert not (tmp_path / "endpoints.json").exists()
+
+
+def test_state_survives_restart(tmp_path):
+    emu = EmulatorProcess(state_dir=str(tmp_path / "state"))
+    emu.start()
+    try:
+        ecs = ecs_client(emu)
+        req = em.RunInstancesRequest(region_id=REGION, instance_type="ecs.g8i.xlarge", image_family="acs:alibaba_cloud_linux_3_2104_lts_x64",
+                                     v_switch_id="vsw-sbx00000000000000000h", security_group_id="sg-sbx0000000000000000001",
+                                     client_token="persist-1")
+        iid = ecs.run_instances(req).body.instance_id_sets.instance_id_set[0]
+        cs = cs_client(emu)
+        cid = cs.create_cluster(cm.CreateClusterRequest(name="persist", region_id=REGION, cluster_type="ManagedKubernetes",
+                                                        cluster_spec="ack.pro.small", vswitch_ids=["vsw-sbx00000000000000000l"])).body.cluster_id
+        keys = (emu.static_key, emu.sts_key)
+        emu.restart()
+        assert (emu.static_key, emu.sts_key) == keys
+        ecs, cs = ecs_client(emu), cs_client(emu)
+        inst = ecs.describe_instances(em.DescribeInstancesRequest(region_id=REGION)).body.instances.instance
+        assert [i.instance_id for i in inst] == [iid] and inst[0].status == "Running"
+        assert ecs.run_instances(req).body.instance_id_sets.instance_id_set == [iid]  # the ClientToken is remembered
+        assert cs.describe_cluster_detail(cid).body.state == "running"
+        emu.reset()
+        assert ecs.describe_instances(em.DescribeInstancesRequest(region_id=REGION)).body.total_count == 0
+        assert cs.describe_clusters_v1(cm.DescribeClustersV1Request()).body.clusters == []
+    finally:
+        emu.stop()
+
+
+def test_request_log_has_no_secrets(alicloud, ecs):
+    ecs.describe_regions(em.DescribeRegionsRequest())
+    ecs_client(alicloud, sts=True).describe_regions(em.DescribeRegionsRequest())
+    with open(os.path.join(alicloud.state_dir, "requests.jsonl"), encoding="utf-8") as f:
+        text = f.read()
+    _, sk = alicloud.static_key
+    sts_ak, sts_sk, token = alicloud.sts_key
+    for secret in (sk, sts_sk, token):
+        assert secret not in text
+    entries = alicloud.requests()
+    last = entries[-1]
+    assert set(last) == {"time", "service", "action", "mutating", "status", "code", "request_id", "fault"}
+    assert (last["service"], last["action"], last["mutating"], last["status"]) == ("ecs", "DescribeRegions", False, 200)
+    assert "Signature" not in text and "ACS3" not in text and sts_ak not in text
+    assert alicloud.requests(since=last["time"])[-1] == last
+
+
+def test_fault_config_file_read_at_start(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "fault-config").write_text(json.dumps({"rates": {"ecs": {"http503": 1.0}}}), encoding="utf-8")
+    extra = tmp_path / "faults.json"
+    extra.write_text(json.dumps({"quota": {"CreateCluster": "QuotaExceeded.Cluster"}, "seed": 5}), encoding="utf-8")
+    with EmulatorProcess(state_dir=str(state), fault_config=str(extra)) as emu:
+        snap = emu.admin("GET", "/faults")
+        assert snap["rates"] == {"ecs": {"http503": 1.0}}
+        assert snap["quota"] == {"CreateCluster": "QuotaExceeded.Cluster"} and snap["seed"] == 5
