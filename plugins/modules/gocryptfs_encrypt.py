@@ -325,7 +325,7 @@ def main():
             src=dict(type='path', required=True),
             dest=dict(type='path', required=True),
             password=dict(type='str', no_log=True),
-            password_file=dict(type='path'),
+            password_file=dict(type='path', no_log=False),
             workers=dict(type='int'),
             method=dict(type='str', choices=['python', 'fuse'], default='python'),
             manifest=dict(type='path'),
