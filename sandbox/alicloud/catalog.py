@@ -93,7 +93,8 @@ def _image(image_id, family, boot_mode, version, created):
         "IsSupportCloudinit": True, "IsSupportIoOptimized": True, "IsSelfShared": "", "IsCopied": False,
         "IsSubscribed": False, "IsPublic": True, "CreationTime": created, "Progress": "100%",
         "Features": {"NvmeSupport": "supported"},
-        "DiskDeviceMappings": {"DiskDeviceMapping": [{"Device": "/dev/xvda", "Size": "20", "Type": "system", "Format": "", "ImportOSSBucket": "", "ImportOSSObject": ""}]},
+        "DiskDeviceMappings": {"DiskDeviceMapping": [
+            {"Device": "/dev/xvda", "Size": "20", "Type": "system", "Format": "", "ImportOSSBucket": "", "ImportOSSObject": ""}]},
         "Tags": {"Tag": []},
     }
 

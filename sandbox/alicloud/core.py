@@ -157,7 +157,7 @@ class FaultPlan:
                             raise ValueError("unknown fault kind %r" % kind)
                 self.rates = {scope: dict(kinds) for scope, kinds in rates.items()}
             if stockouts is not None:
-                self.stockouts = {(z, t) for z, t in stockouts}
+                self.stockouts = {tuple(pair) for pair in stockouts}
             if quota is not None:
                 self.quota = dict(quota)
 

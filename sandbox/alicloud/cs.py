@@ -541,7 +541,7 @@ def _scale_to(call, pool, desired):
             _remove_node(call, node, release=True)
         return [], None
     sg_body = pool["scaling_group"]
-    for _ in range(desired - len(ess)):
+    for dummy in range(desired - len(ess)):
         choice = None
         for vsw in sg_body["vswitch_ids"]:
             zone = call.catalog.vswitches[vsw]["ZoneId"]

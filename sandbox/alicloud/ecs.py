@@ -138,7 +138,7 @@ def allocate_public_ip(state):
 
 def new_instance_id():
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    return "i-2ze" + "".join(secrets.choice(alphabet) for _ in range(17))
+    return "i-2ze" + "".join(secrets.choice(alphabet) for dummy in range(17))
 
 
 def create_instance(emu, now, spec):
@@ -327,7 +327,7 @@ def run_instances(call):
         if len(raw) > 32 * 1024:
             raise ApiError("InvalidUserData.SizeExceeded", "The specified UserData exceeds 32 KB.")
     tags = [(t.get("Key"), t.get("Value", "")) for t in call.obj_list("Tag")]
-    if len(tags) > 20 or any(not k for k, _ in tags):
+    if len(tags) > 20 or any(not tag[0] for tag in tags):
         raise ApiError("InvalidTagKey.Malformed", "Tag.N.Key must be set, at most 20 tags.")
     charge = call.param("InstanceChargeType", "PostPaid")
     if charge not in ("PostPaid", "PrePaid"):

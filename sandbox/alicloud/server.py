@@ -104,7 +104,7 @@ class Call:
                 rest = key[len(prefix) + 1:]
                 if rest.isdigit():
                     found.append((int(rest), value))
-        return [v for _, v in sorted(found)]
+        return [pair[1] for pair in sorted(found)]
 
     def obj_list(self, prefix):
         """``prefix.N.Field`` parameters as a list of dicts in index order."""
@@ -386,4 +386,3 @@ class ApiServer(ThreadingHTTPServer):
 
 def make_api_server(host, port, emu):
     return ApiServer((host, port), emu)
-

@@ -372,7 +372,7 @@ def test_remove_node_pool_nodes(alicloud, cs, cluster, pool):
 
 
 def test_describe_cluster_nodes_paging_and_errors(alicloud, cs, cluster, pool):
-    ids = [run_instance(alicloud) for _ in range(3)]
+    ids = [run_instance(alicloud) for dummy in range(3)]
     cs.attach_instances_to_node_pool(cluster, pool, cm.AttachInstancesToNodePoolRequest(instances=ids))
     page = cs.describe_cluster_nodes(cluster, cm.DescribeClusterNodesRequest(page_size="2", page_number="2")).body
     assert page.page.total_count == 3 and len(page.nodes) == 1

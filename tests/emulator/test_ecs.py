@@ -169,7 +169,9 @@ def test_describe_instances_filters(ecs):
     a = run(ecs, instance_name="vllm-a", tag=[m.RunInstancesRequestTag(key="role", value="gpu")]).body.instance_id_sets.instance_id_set[0]
     b = run(ecs, instance_name="vllm-b", instance_type="ecs.g8i.xlarge", v_switch_id=VSW_H, image_family=None,
             image_id="aliyun_3_x64_20G_alibase_20250117.vhd").body.instance_id_sets.instance_id_set[0]
-    names = lambda body: sorted(i.instance_id for i in body.instances.instance)  # noqa: E731
+
+    def names(body):
+        return sorted(i.instance_id for i in body.instances.instance)
     assert names(describe(ecs, instance_name="vllm-*").body) == sorted([a, b])
     assert names(describe(ecs, instance_name="vllm-a").body) == [a]
     assert names(describe(ecs, zone_id="cn-beijing-h").body) == [b]

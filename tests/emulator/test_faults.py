@@ -72,7 +72,7 @@ def test_scopes_and_switching_at_run_time(alicloud, ecs, cs):
 def test_seeded_rates_are_reproducible(alicloud, ecs):
     def pattern():
         out = []
-        for _ in range(20):
+        for dummy in range(20):
             try:
                 regions(ecs)
                 out.append("ok")
@@ -95,7 +95,7 @@ def test_sdk_retry_policy_recovers(alicloud):
     ecs = ecs_client(alicloud, retry_options=retry)
     alicloud.set_faults(rates={"ecs": {"throttling_retry_after": 0.4, "http503": 0.3}}, seed=3, retry_after_ms=20)
     before = len(alicloud.requests())
-    for _ in range(5):
+    for dummy in range(5):
         assert regions(ecs).body.regions.region[0].region_id == REGION
     log = alicloud.requests()[before:]
     assert len(log) > 5 and {e["fault"] for e in log} >= {"throttling_retry_after", None}

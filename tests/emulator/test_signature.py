@@ -85,7 +85,7 @@ def sdk_error(func):
 
 
 def test_wrong_secret_is_rejected(alicloud):
-    ak, _ = alicloud.static_key
+    ak = alicloud.static_key[0]
     client = ecs_client(alicloud, access_key_id=ak, access_key_secret="wrong-secret")
     err = sdk_error(lambda: client.describe_regions(em.DescribeRegionsRequest()))
     assert err.code == "SignatureDoesNotMatch" and err.status_code == 400
@@ -102,7 +102,7 @@ def test_unknown_access_key(alicloud):
 
 
 def test_sts_token_checks(alicloud):
-    ak, sk, _ = alicloud.sts_key
+    ak, sk = alicloud.sts_key[:2]
     wrong = ecs_client(alicloud, access_key_id=ak, access_key_secret=sk, security_token="not-the-token")
     err = sdk_error(lambda: wrong.describe_regions(em.DescribeRegionsRequest()))
     assert err.code == "InvalidSecurityToken.MismatchWithAccessKey"
@@ -112,7 +112,7 @@ def test_sts_token_checks(alicloud):
 
 
 def test_failed_authentication_mutates_nothing(alicloud):
-    ak, _ = alicloud.static_key
+    ak = alicloud.static_key[0]
     client = ecs_client(alicloud, access_key_id=ak, access_key_secret="wrong-secret")
     err = sdk_error(lambda: client.run_instances(em.RunInstancesRequest(
         region_id=REGION, instance_type="ecs.g8i.xlarge", image_family="acs:alibaba_cloud_linux_3_2104_lts_x64",
@@ -128,7 +128,7 @@ def test_legacy_v2_signatures(alicloud):
     assert cs.describe_clusters_v1(cm.DescribeClustersV1Request(name="x")).body.clusters == []
     sts = ecs_client(alicloud, sts=True, signature_algorithm="v2")
     assert sts.describe_zones(em.DescribeZonesRequest(region_id=REGION)).body.zones.zone
-    ak, _ = alicloud.static_key
+    ak = alicloud.static_key[0]
     bad = ecs_client(alicloud, signature_algorithm="v2", access_key_id=ak, access_key_secret="nope")
     assert sdk_error(lambda: bad.describe_regions(em.DescribeRegionsRequest())).code == "SignatureDoesNotMatch"
     bad_cs = cs_client(alicloud, signature_algorithm="v2", access_key_id=ak, access_key_secret="nope")
