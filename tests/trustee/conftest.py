@@ -108,7 +108,8 @@ class StandinProcess:
         environ = dict(os.environ, TRUSTEE_STANDIN_READY_FILE=self.ready)
         environ.update(env or {})
         self.log = open(self.log_path, "wb")  # pylint: disable=consider-using-with
-        self.proc = subprocess.Popen([SYSTEM_PYTHON, STANDIN, name] + args, stdout=self.log, stderr=subprocess.STDOUT, env=environ)  # pylint: disable=consider-using-with
+        self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            [SYSTEM_PYTHON, STANDIN, name] + args, stdout=self.log, stderr=subprocess.STDOUT, env=environ)
         self.ports = None
 
     def wait_ready(self, timeout=20):
@@ -260,3 +261,35 @@ def built_repo(tmp_path_factory):
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     return workdir
+
+
+COLLECTIONS_PATHS = [p for p in ("/root/.cache/cai-ack/src/collections", "/root/.cache/cai-ack/collections") if os.path.isdir(p)]
+
+
+def run_playbook(directory, tasks_yaml, extra_vars, check=False, verbosity=0):
+    """Run a localhost playbook with the collection's modules; returns the CompletedProcess.
+
+    The tasks are a YAML list text; extra_vars go through a JSON file (never argv).
+    """
+    playbook = os.path.join(directory, "playbook.yml")
+    vars_file = os.path.join(directory, "vars.json")
+    with open(playbook, "w", encoding="utf-8") as handle:
+        handle.write("---\n- hosts: localhost\n  connection: local\n  gather_facts: false\n"
+                     "  vars:\n    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"\n  tasks:\n")
+        for line in tasks_yaml.strip("\n").splitlines():
+            handle.write("    " + line + "\n")
+    fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(extra_vars, handle)
+    env = dict(os.environ)
+    env["ANSIBLE_COLLECTIONS_PATH"] = ":".join(COLLECTIONS_PATHS or [os.environ.get("ANSIBLE_COLLECTIONS_PATH", "")])
+    env["ANSIBLE_LOCALHOST_WARNING"] = "false"
+    env["ANSIBLE_INVENTORY_UNPARSED_WARNING"] = "false"
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env["ANSIBLE_RETRY_FILES_ENABLED"] = "false"
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", playbook, "-e", "@" + vars_file]
+    if check:
+        cmd.append("--check")
+    if verbosity:
+        cmd.append("-" + "v" * verbosity)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=directory, check=False, timeout=300)
