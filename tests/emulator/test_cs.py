@@ -439,3 +439,17 @@ def test_kubernetes_versions_and_addons(cs, cluster):
     assert cs.describe_task_info(task_id).body.state == "success"
     assert cs.get_cluster_addon_instance(cluster, "ack-cai").body.state == "active"
     assert error_of(lambda: cs.get_cluster_addon_instance(cluster, "nope")).code == "AddonNotFound"
+
+
+def test_more_error_paths(cs, cluster):
+    missing = "c" + "0" * 32
+    assert error_of(lambda: cs.describe_cluster_node_pools(missing, cm.DescribeClusterNodePoolsRequest())).code == "ErrorClusterNotFound"
+    assert error_of(lambda: cs.describe_cluster_detail(missing)).code == "ErrorClusterNotFound"
+    err = error_of(lambda: cs.describe_clusters_v1(cm.DescribeClustersV1Request(page_size=1000)))
+    assert err.code == "InvalidParameter"
+    err = error_of(lambda: cs.describe_cluster_nodes(cluster, cm.DescribeClusterNodesRequest(state="sleeping")))
+    assert err.code == "InvalidParameter"
+    err = error_of(lambda: cs.remove_node_pool_nodes(cluster, "np" + "0" * 32, cm.RemoveNodePoolNodesRequest(instance_ids=["i-1"])))
+    assert err.code == "ErrorNodePoolNotFound"
+    err = error_of(lambda: cs.describe_kubernetes_version_metadata(cm.DescribeKubernetesVersionMetadataRequest()))
+    assert err.code == "InvalidParameter"

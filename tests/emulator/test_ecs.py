@@ -353,3 +353,21 @@ def test_unknown_action_is_not_found(alicloud, ecs):
     err = error_of(lambda: ecs.call_api(params, OpenApiRequest(query={"RegionId": REGION}), RuntimeOptions()))
     assert err.code == "InvalidApi.NotFound" and err.status_code == 404
     assert alicloud.requests()[-1]["action"] == "DescribeNothing"
+
+
+def test_more_error_paths(ecs):
+    iid = run(ecs).body.instance_id_sets.instance_id_set[0]
+    err = error_of(lambda: ecs.start_instances(m.StartInstancesRequest(region_id=REGION, instance_id=[iid])))
+    assert err.code == "IncorrectInstanceStatus"
+    err = error_of(lambda: ecs.start_instances(m.StartInstancesRequest(region_id=REGION)))
+    assert err.code == "MissingParameter"
+    err = error_of(lambda: ecs.describe_instance_types(m.DescribeInstanceTypesRequest(next_token="%%%")))
+    assert err.code == "InvalidNextToken.Malformed"
+    err = error_of(lambda: ecs.describe_images(m.DescribeImagesRequest()))
+    assert err.code == "MissingRegionId"
+    err = error_of(lambda: ecs.describe_zones(m.DescribeZonesRequest(region_id="cn-shanghai")))
+    assert err.code == "InvalidRegionId.NotFound"
+    err = error_of(lambda: describe(ecs, status="Exploded"))
+    assert err.code == "InvalidStatus.ValueNotSupported"
+    err = error_of(lambda: ecs.describe_available_resource(m.DescribeAvailableResourceRequest(region_id=REGION, destination_resource="Moon")))
+    assert err.code == "InvalidDestinationResource.ValueNotSupported"

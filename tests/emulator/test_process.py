@@ -6,8 +6,10 @@ import stat
 import subprocess
 import sys
 
+import pytest
 from alibabacloud_cs20151215 import models as cm
 from alibabacloud_ecs20140526 import models as em
+from alibabacloud_tea_openapi.exceptions import ClientException
 
 from sandbox.alicloud.testing import REPO_ROOT, EmulatorProcess, cs_client, ecs_client
 
@@ -89,13 +91,25 @@ def test_request_log_has_no_secrets(alicloud, ecs):
     assert alicloud.requests(since=last["time"])[-1] == last
 
 
-def test_fault_config_file_read_at_start(tmp_path):
+def test_config_files_read_at_start(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
-    (state / "fault-config").write_text(json.dumps({"rates": {"ecs": {"http503": 1.0}}}), encoding="utf-8")
+    (state / "fault-config").write_text(json.dumps({"rates": {"ecs:DescribeRegions": {"http503": 1.0}}}), encoding="utf-8")
+    (state / "catalog.json").write_text(json.dumps({"stock": {"cn-beijing-l/ecs.gn8v-tee.4xlarge": 2}}), encoding="utf-8")
     extra = tmp_path / "faults.json"
     extra.write_text(json.dumps({"quota": {"CreateCluster": "QuotaExceeded.Cluster"}, "seed": 5}), encoding="utf-8")
     with EmulatorProcess(state_dir=str(state), fault_config=str(extra)) as emu:
         snap = emu.admin("GET", "/faults")
-        assert snap["rates"] == {"ecs": {"http503": 1.0}}
+        assert snap["rates"] == {"ecs:DescribeRegions": {"http503": 1.0}}
         assert snap["quota"] == {"CreateCluster": "QuotaExceeded.Cluster"} and snap["seed"] == 5
+        # catalog.json: only two gn8v-tee.4xlarge left in zone L
+        ecs = ecs_client(emu)
+        req = em.RunInstancesRequest(region_id=REGION, instance_type="ecs.gn8v-tee.4xlarge", amount=3, min_amount=1,
+                                     image_family="acs:alibaba_cloud_linux_3_2104_lts_x64_uefi",
+                                     v_switch_id="vsw-sbx00000000000000000l", security_group_id="sg-sbx0000000000000000001")
+        assert len(ecs.run_instances(req).body.instance_id_sets.instance_id_set) == 2  # MinAmount: as many as stock allows
+        req.min_amount = None
+        req.amount = 1
+        with pytest.raises(ClientException) as info:
+            ecs.run_instances(req)
+        assert info.value.code == "OperationDenied.NoStock"
