@@ -10,7 +10,7 @@ short_description: Mint a short-lived Trustee KBS admin token
 version_added: 0.1.0
 description:
   - Signs a compact JWT (C(alg=EdDSA), claims C(iat) and C(exp)) with the KBS admin Ed25519
-    private key, on the controller, for C(Authorization: Bearer) calls to the Trustee admin API
+    private key, on the controller, for bearer-token calls to the Trustee admin API
     (resources, resource policy) made with M(ansible.builtin.uri).
   - Keep the private key in a vault; the token is a credential too, so use it with C(no_log).
 options:

@@ -12,8 +12,8 @@ version_added: 0.1.0
 description:
   - Lists the zones of a region (C(DescribeZones)) and, for each instance type asked for, whether
     each zone has stock (C(DescribeAvailableResource)).
-  - Use it to choose the zone of the gn8v-tee node pool and instance before creating anything:
-    gn8v-tee types are offered in few zones and sell out.
+  - Use it to choose the zone of the gn8v-tee node pool and instance before creating anything,
+    because gn8v-tee types are offered in few zones and sell out.
 options:
   instance_types:
     description:
