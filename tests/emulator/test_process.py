@@ -98,7 +98,11 @@ def test_config_files_read_at_start(tmp_path):
     (state / "catalog.json").write_text(json.dumps({"stock": {"cn-beijing-l/ecs.gn8v-tee.4xlarge": 2}}), encoding="utf-8")
     extra = tmp_path / "faults.json"
     extra.write_text(json.dumps({"quota": {"CreateCluster": "QuotaExceeded.Cluster"}, "seed": 5}), encoding="utf-8")
-    with EmulatorProcess(state_dir=str(state), fault_config=str(extra)) as emu:
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"keys": {"LTAIextra": {"secret": "extra-secret"}}}), encoding="utf-8")
+    with EmulatorProcess(state_dir=str(state), fault_config=str(extra), extra_args=["--credentials", str(keys)]) as emu:
+        extra_client = ecs_client(emu, access_key_id="LTAIextra", access_key_secret="extra-secret")
+        assert extra_client.describe_zones(em.DescribeZonesRequest(region_id=REGION)).body.zones.zone
         snap = emu.admin("GET", "/faults")
         assert snap["rates"] == {"ecs:DescribeRegions": {"http503": 1.0}}
         assert snap["quota"] == {"CreateCluster": "QuotaExceeded.Cluster"} and snap["seed"] == 5
