@@ -38,6 +38,7 @@ import ipaddress
 import mmap
 import os
 import socket
+import socketserver
 import sys
 import threading
 import time
@@ -200,7 +201,7 @@ def _content_md5_check(req, digest):
     if value is None:
         return
     if value.strip() != _b64md5(digest):
-        raise OssError(400, "InvalidDigest", "The Content-MD5 you specified was invalid.", [("Content-MD5", value)], ec="0016-00000401")
+        raise OssError(400, "InvalidDigest", "The Content-MD5 you specified was invalid.", [("Content-MD5", value)])
 
 
 def _int_param(req, name, default, low, high):
@@ -279,6 +280,7 @@ class OssHandler(BaseHTTPRequestHandler):
     server_version = "AliyunOSS"
     sys_version = ""
     timeout = 300
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: avoid the 40 ms delayed-ACK stall
 
     # quiet: the request log is the record
     def log_message(self, format, *args):  # pylint: disable=redefined-builtin
@@ -308,7 +310,17 @@ class OssHandler(BaseHTTPRequestHandler):
         host = "oss-%s.aliyuncs.com" % self.oss.region
         return "%s.%s" % (bucket, host) if bucket else host
 
+    def _write_log(self):
+        """One request-log line per request, written before the answer goes out (a client that reads the log
+        right after its call then finds the line)."""
+        if self._logged or self.oss.request_log is None:
+            return
+        self._logged = True
+        self.oss.request_log.write("oss", self._action, self._mutating, self._status, self._code, self._request_id, self._fault)
+
     def _send(self, status, headers=None, body=b"", content_length=None):
+        self._status = status
+        self._write_log()
         self.send_response(status)
         self.send_header("x-oss-request-id", self._request_id)
         for name, value in (headers or {}).items():
@@ -320,7 +332,6 @@ class OssHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if body and self.command != "HEAD":
             self.wfile.write(body)
-        self._status = status
 
     def _send_xml(self, text, status=200, headers=None):
         h = {"Content-Type": "application/xml"}
@@ -328,6 +339,7 @@ class OssHandler(BaseHTTPRequestHandler):
         self._send(status, h, ('<?xml version="1.0" encoding="UTF-8"?>\n' + text).encode("utf-8"))
 
     def _send_error(self, err, bucket=None):
+        self._code = err.code
         body = error_xml(err, self._request_id, self._host_id(bucket))
         headers = {"Content-Type": "application/xml"}
         headers.update(err.headers)
@@ -345,21 +357,24 @@ class OssHandler(BaseHTTPRequestHandler):
     def _dispatch(self):
         self._request_id = new_request_id()
         self._status = None
+        self._code = None
         self._body = None
-        action, mutating, fault, code, bucket = "Unknown", self.command not in ("GET", "HEAD"), None, None, None
+        self._logged = False
+        self._action, self._mutating, self._fault = "Unknown", self.command not in ("GET", "HEAD"), None
+        bucket = None
         try:
             self._body = _Body(self.rfile, self.headers)
             req = self._parse_request()
             bucket = req.bucket
-            action, mutating, handler = self._route(req)
-            fault = self.oss.faults.pick("oss", action) if self.oss.faults is not None else None
-            if fault:
-                self._inject(fault)
+            self._action, self._mutating, handler = self._route(req)
+            self._fault = self.oss.faults.pick("oss", self._action) if self.oss.faults is not None else None
+            if self._fault:
+                self._inject(self._fault)
             ak = self.oss.verifier.verify(req.method, req.bucket or "", req.key, req.query, list(self.headers.items()))
-            self._authorize(req, ak, action, mutating)
+            self._authorize(req, ak, self._action, self._mutating)
             handler(req)
         except OssError as err:
-            code = err.code
+            self._code = err.code
             try:
                 if self._body is not None:
                     self._body.drain()
@@ -372,15 +387,15 @@ class OssHandler(BaseHTTPRequestHandler):
         except (_ClientGone, ConnectionError, socket.timeout):
             self.close_connection = True
         except Exception as exc:  # pylint: disable=broad-except
-            code = "InternalError"
+            self._code = "InternalError"
             self.close_connection = True
-            try:
-                self._send_error(OssError(500, "InternalError", "We encountered an internal error. Please try again. (%s)" % type(exc).__name__))
-            except OSError:
-                pass
+            if self._status is None:
+                try:
+                    self._send_error(OssError(500, "InternalError", "We encountered an internal error. Please try again. (%s)" % type(exc).__name__))
+                except OSError:
+                    pass
         finally:
-            if self.oss.request_log is not None:
-                self.oss.request_log.write("oss", action, mutating, self._status, code, self._request_id, fault)
+            self._write_log()
 
     def _inject(self, fault):
         if self._body is not None:
@@ -388,7 +403,7 @@ class OssHandler(BaseHTTPRequestHandler):
         if fault == "drop":
             raise _Drop()
         if fault == "throttling":
-            raise OssError(503, "TotalQpsLimitExceeded", "Max total qps limit is exceeded", ec="0004-00000302")
+            raise OssError(503, "TotalQpsLimitExceeded", "Max total qps limit is exceeded")
         if fault == "throttling_retry_after":
             raise OssError(429, "QpsLimitExceeded", "Please reduce your request rate.", headers={"Retry-After": "1"})
         if fault == "http500":
@@ -418,7 +433,7 @@ class OssHandler(BaseHTTPRequestHandler):
                     return
                 if acl == "public-read" and action in ("GetObject", "HeadObject", "GetObjectMeta"):
                     return
-        raise OssError(403, "AccessDenied", "You have no right to access this object because of bucket acl.", ec="0003-00000001")
+        raise OssError(403, "AccessDenied", "You have no right to access this object because of bucket acl.")
 
     def _route(self, req):
         """Return (action, mutating, handler) for a request, or raise NotImplemented for unsupported calls."""
@@ -592,7 +607,7 @@ class OssHandler(BaseHTTPRequestHandler):
         name = req.bucket
         if not (3 <= len(name) <= 63) or not all(c.islower() or c.isdigit() or c == "-" for c in name) \
                 or name[0] == "-" or name[-1] == "-" or not name.isascii():
-            raise OssError(400, "InvalidBucketName", "The specified bucket is not valid.", [("BucketName", name)], ec="0015-00000201")
+            raise OssError(400, "InvalidBucketName", "The specified bucket is not valid.", [("BucketName", name)])
         acl = req.header("x-oss-acl")
         if acl is not None and acl not in ACLS:
             raise invalid_argument("no such bucket access control exists", "x-oss-acl", acl)
@@ -672,7 +687,7 @@ class OssHandler(BaseHTTPRequestHandler):
         sse = b.info.get("sse")
         if not sse:
             raise OssError(404, "NoSuchServerSideEncryptionRule", "The server side encryption configuration was not found",
-                           [("BucketName", req.bucket)], ec="0015-00000801")
+                           [("BucketName", req.bucket)])
         inner = "<SSEAlgorithm>%s</SSEAlgorithm>" % x(sse["algorithm"])
         if sse.get("kms_key_id"):
             inner += "<KMSMasterKeyID>%s</KMSMasterKeyID>" % x(sse["kms_key_id"])
@@ -851,7 +866,7 @@ class OssHandler(BaseHTTPRequestHandler):
         if_match, if_none, if_mod, if_unmod = (req.header(n) for n in names)
         if if_match is not None and if_match.strip().strip('"').upper() != etag and if_match.strip() != "*":
             raise OssError(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold.",
-                           [("Condition", "If-Match")], ec="0026-00000010")
+                           [("Condition", "If-Match")])
         if if_unmod is not None:
             ts = parse_http_date(if_unmod)
             if ts is not None and lm > ts:
@@ -1147,6 +1162,11 @@ class OssHTTPServer(ThreadingHTTPServer):
         if view is None:
             view = self._local.view = memoryview(mmap.mmap(-1, CHUNK))
         return view
+
+    def server_bind(self):
+        """Bind without HTTPServer's reverse DNS lookup of the address (slow or hanging without a resolver)."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
 
     def handle_error(self, request, client_address):
         """Peers that reset or time out an idle keep-alive connection are normal; report anything else."""

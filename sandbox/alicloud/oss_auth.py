@@ -84,11 +84,11 @@ class SignatureVerifier:
         found = self.credentials.lookup(ak)
         if found is None:
             raise OssError(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records.",
-                           [("OSSAccessKeyId", ak)], ec="0002-00000005")
+                           [("OSSAccessKeyId", ak)])
         secret, expected_token = found
         if expected_token and not token:
             raise OssError(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records.",
-                           [("OSSAccessKeyId", ak)], ec="0002-00000005")
+                           [("OSSAccessKeyId", ak)])
         if token and token != expected_token:
             raise OssError(403, "InvalidSecurityToken", "The security token you provided is invalid.", [("OSSAccessKeyId", ak)])
         return secret
@@ -100,7 +100,7 @@ class SignatureVerifier:
         if abs(now - request_ts) > MAX_SKEW:
             raise OssError(403, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large.",
                            [("RequestTime", raw), ("ServerTime", time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now))),
-                            ("MaxAllowedSkewMilliseconds", str(MAX_SKEW * 1000))], ec="0002-00000504")
+                            ("MaxAllowedSkewMilliseconds", str(MAX_SKEW * 1000))])
 
     # -- V1 ----------------------------------------------------------------------------------
     @staticmethod
@@ -145,7 +145,7 @@ class SignatureVerifier:
             raise OssError(403, "AccessDenied", "Invalid argument: Expires.") from None
         if expires_ts < self.clock.now():
             raise OssError(403, "AccessDenied", "Request has expired.",
-                           [("Expires", time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(expires_ts)))], ec="0002-00000069")
+                           [("Expires", time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(expires_ts)))])
         self._v1_compare(ak, secret, qdict["Signature"], self._v1_string_to_sign(method, bucket, key, qdict, hdr, expires))
         return ak
 
@@ -230,7 +230,7 @@ class SignatureVerifier:
         except ValueError:
             raise OssError(403, "AccessDenied", "Invalid argument: x-oss-expires.") from None
         if ts + expires < self.clock.now():
-            raise OssError(403, "AccessDenied", "Request has expired.", ec="0002-00000069")
+            raise OssError(403, "AccessDenied", "Request has expired.")
         additional = [h.strip().lower() for h in qdict.get("x-oss-additional-headers", "").split(";") if h.strip()]
         canonical = self._v4_canonical_request(method, bucket, key, query, hdr, additional, "UNSIGNED-PAYLOAD",
                                                skip_query=("x-oss-signature",))

@@ -36,7 +36,7 @@ def no_such_key(key):
 
 def no_such_upload(upload_id):
     return OssError(404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, "
-                    "or the upload may have been aborted or completed.", [("UploadId", upload_id)], ec="0042-00000002")
+                    "or the upload may have been aborted or completed.", [("UploadId", upload_id)])
 
 
 def invalid_argument(message, name=None, value=None):

@@ -149,8 +149,7 @@ class OssStore:
         with self.lock:
             b = self.bucket(name)
             if b.objects or b.uploads:
-                raise OssError(409, "BucketNotEmpty", "The bucket you tried to delete is not empty.", [("BucketName", name)],
-                               ec="0015-00000301")
+                raise OssError(409, "BucketNotEmpty", "The bucket you tried to delete is not empty.", [("BucketName", name)])
             del self.buckets[name]
             trash = os.path.join(self.root, ".deleted-%s-%s" % (name, uuid.uuid4().hex))
             os.rename(b.root, trash)

@@ -212,3 +212,11 @@ def test_listing_v1_v2_with_continuation(bucket):
     result = bucket.batch_delete_objects(keys[:5] + ["never-existed"])
     assert sorted(result.deleted_keys) == sorted(keys[:5] + ["never-existed"])
     assert [o.key for o in oss2.ObjectIteratorV2(bucket)] == keys[5:]
+
+
+def test_chunked_body_from_a_generator(bucket):
+    pieces = [os.urandom(70000), b"", os.urandom(5), os.urandom(300000)]
+    result = bucket.put_object("streamed.bin", (p for p in pieces))  # sent with Transfer-Encoding: chunked
+    data = b"".join(pieces)
+    assert result.crc == crc64(data) and result.etag == hashlib.md5(data).hexdigest().upper()
+    assert bucket.get_object("streamed.bin").read() == data
