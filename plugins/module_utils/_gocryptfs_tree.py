@@ -44,6 +44,7 @@ import time
 
 from ansible_collections.confidential_ai.ack.plugins.module_utils._gocryptfs_core import (
     BLOCK_SIZE,
+    CHUNK_BLOCKS,
     CONF_NAME,
     DIRIV_LEN,
     DIRIV_NAME,
@@ -53,6 +54,7 @@ from ansible_collections.confidential_ai.ack.plugins.module_utils._gocryptfs_cor
     DEFAULT_CREATOR,
     ContentCipher,
     CorruptDataError,
+    SegmentMac,
     GocryptfsError,
     Keys,
     block_count,
@@ -79,8 +81,8 @@ from ansible_collections.confidential_ai.ack.plugins.module_utils._gocryptfs_cor
 MANIFEST_FORMAT = 'confidential_ai.ack gocryptfs manifest'
 MANIFEST_VERSION = 1
 MANIFEST_INFO = b'cai-ack manifest v1'
+SEGMENT_MAC_INFO = b'cai-ack manifest v1 segment mac'
 SEGMENT_BLOCKS = 16384          # 64 MiB of plaintext per parallel work unit and per digest segment
-CHUNK_BLOCKS = 256              # 1 MiB of plaintext per read/encrypt/write step in a worker
 BATCH_BYTES = 16 << 20          # small files are batched into tasks of about this size
 BATCH_ITEMS = 64
 TMP_PREFIX = '.cai-partial-'
@@ -351,6 +353,7 @@ class Manifest:
 
     def __init__(self, master_key, segment_blocks=SEGMENT_BLOCKS):
         self.key = hkdf_sha256(master_key, MANIFEST_INFO)
+        self.segment_key = hkdf_sha256(master_key, SEGMENT_MAC_INFO)
         self.segment_blocks = segment_blocks
         self.entries = {}
 
@@ -364,7 +367,7 @@ class Manifest:
         return self._mac(b'key-check\0')
 
     def content_digest(self, size, segment_hashes):
-        """Keyed digest of a file: HMAC over its size and the SHA-256 of each plaintext segment."""
+        """Keyed digest of a file: HMAC over its size and the keyed hash (``SegmentMac``) of each segment."""
         return self._mac(b'content\0', _U64.pack(size), _U64.pack(self.segment_blocks), b''.join(segment_hashes))
 
     def get(self, rel):
@@ -428,14 +431,14 @@ class Manifest:
         _atomic_write(path, self.dumps(), 0o600)
 
 
-def hash_segments(path, size, segment_blocks, chunk=1 << 20):
-    """SHA-256 of each ``segment_blocks``-block segment of a plaintext file (for re-hash checks)."""
+def hash_segments(path, size, segment_blocks, segment_key, chunk=1 << 20):
+    """``SegmentMac`` of each ``segment_blocks``-block segment of a plaintext file (for re-hash checks)."""
     seg_bytes = segment_blocks * BLOCK_SIZE
     hashes = []
     with open(path, 'rb', buffering=0) as handle:
         remaining = size
         while remaining > 0:
-            h = hashlib.sha256()
+            h = SegmentMac(segment_key, len(hashes))
             todo = min(seg_bytes, remaining)
             while todo > 0:
                 data = handle.read(min(chunk, todo))
@@ -536,14 +539,15 @@ def make_plan(src_entries, scan, manifest, keys, root=None, digest=True):
 class _WorkerState:
     """Per-process encryption state: one AES-GCM context, one pair of buffers."""
 
-    def __init__(self, content_key, chunk_blocks, random):
+    def __init__(self, content_key, segment_key, chunk_blocks, random):
         self.cipher = ContentCipher(content_key, random)
+        self.segment_key = segment_key
         self.buffers = make_buffers(chunk_blocks)
 
     def run(self, items):
         results = []
         for (src, tmp, file_id, first_block, nblocks, size, want_hash, job, seg) in items:
-            hasher = hashlib.sha256() if want_hash else None
+            hasher = SegmentMac(self.segment_key, seg) if want_hash and self.segment_key else None
             src_fd = os.open(src, os.O_RDONLY)
             try:
                 dst_fd = os.open(tmp, os.O_WRONLY)
@@ -568,9 +572,9 @@ class _WorkerState:
 _STATE = None
 
 
-def _worker_init(content_key, chunk_blocks, random):
+def _worker_init(content_key, segment_key, chunk_blocks, random):
     global _STATE  # pylint: disable=global-statement
-    _STATE = _WorkerState(content_key, chunk_blocks, random)
+    _STATE = _WorkerState(content_key, segment_key, chunk_blocks, random)
 
 
 def _worker_run(items):
@@ -584,20 +588,20 @@ def default_workers():
         return max(1, os.cpu_count() or 1)
 
 
-def run_tasks(tasks, workers, content_key, chunk_blocks, on_result, random=os.urandom):
+def run_tasks(tasks, workers, content_key, segment_key, chunk_blocks, on_result, random=os.urandom):
     """Run encryption tasks (lists of items) in ``workers`` processes, at most 2 per worker queued.
 
     ``tasks`` may be a generator (it is consumed lazily, so the caller can create files as they are
     needed). ``on_result`` is called in this process with each task's result list.
     """
     if workers <= 1:
-        state = _WorkerState(content_key, chunk_blocks, random)
+        state = _WorkerState(content_key, segment_key, chunk_blocks, random)
         for task in tasks:
             on_result(state.run(task))
         return
     ctx = multiprocessing.get_context('fork')
     pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                                  initargs=(content_key, chunk_blocks, random))
+                                                  initargs=(content_key, segment_key, chunk_blocks, random))
     ok = False
     try:
         inflight = set()
@@ -755,7 +759,7 @@ def encrypt_tree(src, cipherdir, master_key, workers=None, progress=None, manife
         # A re-hash decides nothing in check mode without reading: read it (read-only).
         unchanged = []
         for se, ce, me in plan.rehash:
-            hashes = hash_segments(os.path.join(src_root, se.rel), se.st.st_size, segment_blocks)
+            hashes = hash_segments(os.path.join(src_root, se.rel), se.st.st_size, segment_blocks, manifest.segment_key)
             if manifest.content_digest(se.st.st_size, hashes) == me.get('digest'):
                 unchanged.append((se, ce, me))
             else:
@@ -844,7 +848,7 @@ def _execute(plan, src_root, root, keys, manifest, workers, progress, digest, ch
 
     # Files whose mtime changed but whose size did not: re-hash and compare the keyed digest.
     for se, ce, me in plan.rehash:
-        hashes = hash_segments(os.path.join(src_root, se.rel), se.st.st_size, segment_blocks)
+        hashes = hash_segments(os.path.join(src_root, se.rel), se.st.st_size, segment_blocks, manifest.segment_key)
         if manifest.content_digest(se.st.st_size, hashes) == me.get('digest'):
             plan.skip.append((se, ce, me))
             stats['files_skipped'] += 1
@@ -957,7 +961,8 @@ def _encrypt_files(jobs_in, src_root, root, keys, place, workers, progress, dige
             progress(done[0], total)
 
     try:
-        run_tasks(tasks(), workers, keys.content, chunk_blocks, on_result, random)
+        run_tasks(tasks(), workers, keys.content, manifest.segment_key if manifest is not None else None, chunk_blocks,
+                  on_result, random)
     except BaseException:
         for tmp in created:
             _unlink_quiet(tmp)
@@ -1048,10 +1053,10 @@ def mounted(cipherdir, password, readonly=False, binary='gocryptfs'):
             os.rmdir(mountpoint)
 
 
-def _copy_with_digest(src, dst, size, segment_blocks, want_hash, chunk=1 << 20):
+def _copy_with_digest(src, dst, size, segment_blocks, segment_key, chunk=1 << 20):
     seg_bytes = segment_blocks * BLOCK_SIZE
     hashes = []
-    h = hashlib.sha256() if want_hash else None
+    h = SegmentMac(segment_key, 0) if segment_key else None
     in_seg = 0
     copied = 0
     with open(src, 'rb', buffering=0) as fin:
@@ -1071,7 +1076,7 @@ def _copy_with_digest(src, dst, size, segment_blocks, want_hash, chunk=1 << 20):
                 if in_seg == seg_bytes or copied == size:
                     if h is not None:
                         hashes.append(h.digest())
-                        h = hashlib.sha256()
+                        h = SegmentMac(segment_key, len(hashes))
                     in_seg = 0
         finally:
             os.close(fd)
@@ -1148,7 +1153,7 @@ def encrypt_tree_via_mount(src, cipherdir, password, manifest_path=None, check_m
                     _set_times(plain(se.rel), se.st, follow=False)
                 meta += 1
         for se, ce, me in plan.rehash:
-            hashes = hash_segments(os.path.join(src_root, se.rel), se.st.st_size, segment_blocks)
+            hashes = hash_segments(os.path.join(src_root, se.rel), se.st.st_size, segment_blocks, manifest.segment_key)
             if manifest.content_digest(se.st.st_size, hashes) == me.get('digest'):
                 plan.skip.append((se, ce, me))
                 stats['files_skipped'] += 1
@@ -1163,7 +1168,8 @@ def encrypt_tree_via_mount(src, cipherdir, password, manifest_path=None, check_m
                 meta += 1
         for se, ce in plan.encrypt:
             size = se.st.st_size
-            hashes = _copy_with_digest(os.path.join(src_root, se.rel), plain(se.rel), size, segment_blocks, digest)
+            hashes = _copy_with_digest(os.path.join(src_root, se.rel), plain(se.rel), size, segment_blocks,
+                                       manifest.segment_key if digest else None)
             st_now = os.stat(os.path.join(src_root, se.rel))
             if st_now.st_size != size or st_now.st_mtime_ns != se.st.st_mtime_ns:
                 raise GocryptfsError('%s changed while being encrypted; run again' % _show(se.rel))

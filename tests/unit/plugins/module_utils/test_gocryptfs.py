@@ -511,6 +511,19 @@ def test_memory_is_bounded_by_chunk_not_file(tmp_path):
     assert peak < 1048576, 'peak %d bytes for a %d-byte file' % (peak, size)
 
 
+def test_segment_mac_is_incremental_gmac():
+    from ansible_collections.confidential_ai.ack.plugins.module_utils._gocryptfs_core import SegmentMac
+    key, data = os.urandom(32), os.urandom(3 * 4096 + 77)
+    mac = SegmentMac(key, 5)
+    for i in range(0, len(data), 1000):
+        mac.update(data[i:i + 1000])
+    nonce = bytes(4) + struct.pack('>Q', 5)
+    assert mac.digest() == AESGCM(key).encrypt(nonce, b'', data)      # GMAC = GCM tag with empty plaintext
+    other = SegmentMac(key, 5)
+    other.update(data[:-1] + bytes([data[-1] ^ 1]))
+    assert other.digest() != AESGCM(key).encrypt(nonce, b'', data)
+
+
 def test_source_shrinking_is_detected(tmp_path):
     path = _write(tmp_path / 'p', os.urandom(5 * 4096))
     gen = g.iter_encrypt_file(path, KAT_CONTENT, chunk_blocks=1)
@@ -639,6 +652,12 @@ def test_idempotence_and_incremental_changes(tmp_path):
     touched_run = g.encrypt_tree(str(src), cdir, key, manifest_path=manifest)
     assert touched_run['files_encrypted'] == 0 and touched_run['files_rehashed'] == 1 and touched_run['changed']
     assert not g.encrypt_tree(str(src), cdir, key, manifest_path=manifest)['changed']
+
+    # same size, new content, new mtime: re-hashed, then re-encrypted
+    (src / 'b4097').write_bytes(os.urandom(4097))
+    rehashed = g.encrypt_tree(str(src), cdir, key, manifest_path=manifest)
+    assert rehashed['files_rehashed'] == 1 and rehashed['files_encrypted'] == 1
+    assert g.verify_tree(str(src), cdir, key) == []
 
     # remove a file and a directory: they disappear from the CIPHERDIR
     os.remove(str(src / 'b4096'))
