@@ -58,6 +58,7 @@ DIRECT_ALIGN = 4096
 USE_DIRECT = hasattr(os, "O_DIRECT") and os.environ.get("SANDBOX_OSS_NO_DIRECT_IO", "") == ""
 MAX_XML_BODY = 2 << 20
 MAX_OBJECT_SIZE = 5 << 30
+MAX_DRAIN = 64 << 20
 MIN_PART_SIZE = 100 << 10
 OWNER_ID = "1688000000000001"
 ACLS = ("private", "public-read", "public-read-write")
@@ -377,7 +378,11 @@ class OssHandler(BaseHTTPRequestHandler):
             self._code = err.code
             try:
                 if self._body is not None:
-                    self._body.drain()
+                    if not self._body.chunked and self._body.remaining > MAX_DRAIN:
+                        self.close_connection = True  # answer without reading a huge body, then hang up
+                        err.headers["Connection"] = "close"
+                    else:
+                        self._body.drain()
                 self._send_error(err, bucket)
             except (_ClientGone, OSError):
                 self.close_connection = True
@@ -808,7 +813,13 @@ class OssHandler(BaseHTTPRequestHandler):
         self._send_xml(text)
 
     # -- objects -------------------------------------------------------------------------------
+    def _check_length(self):
+        if self._body.length is not None and self._body.length > MAX_OBJECT_SIZE:
+            raise OssError(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.",
+                           [("MaxSizeAllowed", str(MAX_OBJECT_SIZE)), ("ProposedSize", str(self._body.length))])
+
     def put_object(self, req):
+        self._check_length()
         self.oss.store.bucket(req.bucket)
         fields = self._object_headers_from_request(req)
         tmp = self.oss.store.new_tmp_path(req.bucket)
@@ -1036,6 +1047,7 @@ class OssHandler(BaseHTTPRequestHandler):
             number = 0
         if not 1 <= number <= 10000:
             raise invalid_argument("Part number must be an integer between 1 and 10000, inclusive.", "partNumber", raw)
+        self._check_length()
         b = self.oss.store.get_upload(req.bucket, req.key, upload_id)[0]
         tmp = self.oss.store.new_tmp_path(req.bucket)
         size, digest, crc = self._receive(tmp)

@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import os
+import socket
 
 import oss2
 import pytest
@@ -220,3 +221,26 @@ def test_chunked_body_from_a_generator(bucket):
     data = b"".join(pieces)
     assert result.crc == crc64(data) and result.etag == hashlib.md5(data).hexdigest().upper()
     assert bucket.get_object("streamed.bin").read() == data
+
+
+def test_oversized_put_is_refused_before_the_body(emu):
+    b = emu.bucket("oversized")
+    b.create_bucket()
+    auth = emu.auth()
+    req = oss2.http.Request("PUT", "%s/oversized/huge.bin" % emu.endpoint, headers={"Content-Length": str(6 << 30)}, region=emu.region, product="oss")
+    auth._sign_request(req, "oversized", "huge.bin")  # pylint: disable=protected-access
+    host, port = emu.server.server_address[:2]
+    with socket.create_connection((host, port), timeout=10) as conn:
+        head = "PUT /oversized/huge.bin HTTP/1.1\r\nHost: %s:%d\r\n" % (host, port)
+        head += "".join("%s: %s\r\n" % (k, v) for k, v in req.headers.items() if v is not None) + "\r\n"
+        conn.sendall(head.encode() + b"x" * 1024)
+        chunks = []
+        while True:  # the emulator answers and then closes: read to the end
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        answer = b"".join(chunks).decode("utf-8", "replace")
+    assert "Connection: close" in answer
+    assert answer.startswith("HTTP/1.1 400") and "<Code>EntityTooLarge</Code>" in answer
+    assert not b.object_exists("huge.bin")
