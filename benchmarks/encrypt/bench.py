@@ -260,12 +260,15 @@ def main():
                     results['runs'].setdefault(name, []).append(rates)
                     print('round %d %-22s 16384-byte blocks: %.0f MiB/s' % (rnd + 1, name, rates['16384']), flush=True)
                     continue
+                load_before = os.getloadavg()[0]
                 res, outputs = func()
+                res['loadavg_1min_before_after'] = [load_before, os.getloadavg()[0]]
                 res['mib_s'] = args.size_mib / res['seconds']
                 res['cpu_s_per_gib'] = res['cpu_seconds'] / (args.size_mib / 1024.0)
                 results['runs'].setdefault(name, []).append(res)
-                print('round %d %-22s %7.2f s %8.1f MiB/s  cpu %6.2f s  peak RSS %7.1f MiB'
-                      % (rnd + 1, name, res['seconds'], res['mib_s'], res['cpu_seconds'], res['peak_rss_kib'] / 1024.0), flush=True)
+                print('round %d %-22s %7.2f s %8.1f MiB/s  cpu %6.2f s  peak RSS %7.1f MiB  load %.1f'
+                      % (rnd + 1, name, res['seconds'], res['mib_s'], res['cpu_seconds'], res['peak_rss_kib'] / 1024.0,
+                         load_before), flush=True)
                 for path in outputs:
                     if os.path.isdir(path) and not os.path.ismount(path):
                         shutil.rmtree(path)

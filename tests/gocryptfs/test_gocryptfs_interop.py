@@ -30,11 +30,11 @@ pytest.importorskip('cryptography')
 from ansible_collections.confidential_ai.ack.plugins.module_utils import gocryptfs as g  # noqa: E402
 
 GOCRYPTFS = shutil.which('gocryptfs')
-FUSERMOUNT = shutil.which('fusermount3') or shutil.which('fusermount')
+FUSERMOUNT = shutil.which('fusermount3') or shutil.which('fusermount') or 'fusermount3'
 if not os.path.exists('/dev/fuse'):
     pytest.skip('/dev/fuse is missing: these tests need FUSE', allow_module_level=True)
-if not GOCRYPTFS or not FUSERMOUNT:
-    pytest.skip('the gocryptfs binary or fusermount3 is not installed (apt-get install gocryptfs fuse3)', allow_module_level=True)
+if not GOCRYPTFS:
+    pytest.skip('the gocryptfs binary is not installed (apt-get install gocryptfs)', allow_module_level=True)
 
 PASSWORD = 'interop-test-password'
 
