@@ -19,7 +19,8 @@ description:
     library, in O(workers) processes, streaming each file in bounded chunks (memory does not grow
     with file size). No FUSE, no root and no gocryptfs binary are needed.
   - O(method=fuse) lets the real gocryptfs write it, the documented way - C(gocryptfs -init),
-    mount, copy, C(fusermount -u) - for users who want the reference tool to produce the
+    mount, copy the new or changed files through the mount (content, mode and mtime, like
+    C(cp -a)), C(fusermount -u) - for users who want the reference tool to produce the
     ciphertext. It needs the C(gocryptfs) binary, FUSE and usually root on the target.
   - An existing CIPHERDIR at O(dest) is reused (same master key) when the password opens its
     C(gocryptfs.conf); a wrong password fails before anything is written. A non-empty O(dest)

@@ -212,8 +212,8 @@ def test_flipped_byte_fails_fsck_and_our_reader(tmp_path, passfile):
     entry = [e for e in g.walk_cipherdir(cipherdir, key) if e.rel == b'model-00001.safetensors'][0]
     _flip(os.path.join(cipherdir, os.fsdecode(entry.crel)), 18 + 4128 + 100)        # inside block #1
     code, output = fsck(cipherdir, passfile)
-    assert code != 0, output
-    assert 'corrupt' in output.lower()
+    assert code == 26, output                           # gocryptfs' exit code for corruption
+    assert 'corrupt block #1' in output
     problems = g.verify_tree(str(src), cipherdir, key)
     assert problems == ['model-00001.safetensors: corrupt block #1 (authentication failed)']
     with pytest.raises(g.CorruptDataError, match='block #1'):
