@@ -719,6 +719,66 @@ def iter_encrypt_file(path, content_key, chunk_blocks=CHUNK_BLOCKS, random=os.ur
         os.close(fd)
 
 
+class StreamEncryptor:
+    """Encrypt a plaintext stream of unknown length into one gocryptfs file, in order.
+
+    ``update(data)`` returns the ciphertext of every complete 4096-byte block buffered so far (the
+    18-byte header comes first, with the first block); ``finalize()`` returns the rest. Less than
+    one block stays buffered, so memory follows the size of the pieces fed in. An empty stream gives
+    an empty ciphertext (no header), as gocryptfs stores empty files. The concatenated output is
+    byte-for-byte what :func:`iter_encrypt_file` would produce with the same file ID and nonces.
+    """
+
+    def __init__(self, content_key, random=os.urandom, file_id=None):
+        self._cipher = ContentCipher(content_key, random)
+        self._file_id = file_id
+        self._pending = bytearray()
+        self._block = 0
+        self._finalized = False
+        self.plain_bytes = 0
+        self.cipher_bytes = 0
+
+    @property
+    def file_id(self):
+        return self._file_id
+
+    def _encrypt(self, view):
+        prefix = b''
+        if self._block == 0:
+            if self._file_id is None:
+                self._file_id = self._cipher.new_file_id()
+            prefix = make_header(self._file_id)
+        count = block_count(len(view))
+        out = bytearray(len(prefix) + len(view) + BLOCK_OVERHEAD * count)
+        out[:len(prefix)] = prefix
+        n = self._cipher.encrypt_blocks(self._file_id, self._block, view, memoryview(out)[len(prefix):])
+        self._block += count
+        self.cipher_bytes += len(prefix) + n
+        return bytes(out)
+
+    def update(self, data):
+        if self._finalized:
+            raise GocryptfsError('update() after finalize()')
+        self.plain_bytes += len(data)
+        self._pending += data
+        n = len(self._pending) - len(self._pending) % BLOCK_SIZE
+        if n == 0:
+            return b''
+        out = self._encrypt(memoryview(self._pending)[:n])
+        del self._pending[:n]
+        return out
+
+    def finalize(self):
+        if self._finalized:
+            raise GocryptfsError('finalize() called twice')
+        self._finalized = True
+        if not self._pending:
+            return b''
+        out = self._encrypt(memoryview(bytes(self._pending)))
+        self._pending = bytearray()
+        return out
+
+
 def iter_decrypt_fd(content_key, fd, chunk_blocks=CHUNK_BLOCKS):
     """Yield the plaintext of an open ciphertext file, in order, in bounded chunks (fresh bytes)."""
     csize = os.fstat(fd).st_size

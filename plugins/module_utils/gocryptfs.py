@@ -15,7 +15,8 @@ Names and symlinks
 Contents (streaming)
     ``iter_encrypt_file(path, content_key)`` yields the ciphertext file in order in bounded chunks
     (for multipart uploads); ``iter_encrypt_range`` encrypts a block range of an open file (parallel
-    parts; ``cipher_offset`` gives where it lands); ``ContentCipher`` is the block encryptor;
+    parts; ``cipher_offset`` gives where it lands); ``StreamEncryptor`` takes a plaintext stream
+    of unknown length (``update``/``finalize``); ``ContentCipher`` is the block encryptor;
     ``iter_decrypt_file`` / ``decrypt_file`` read back; ``ciphertext_size`` / ``plaintext_size``.
 Trees
     ``encrypt_tree(src, cipherdir, master_key, workers=N, manifest_path=...)`` (multi-process,
@@ -47,6 +48,8 @@ from ansible_collections.confidential_ai.ack.plugins.module_utils._gocryptfs_cor
     HEADER_LEN,
     SCRYPT_N,
     ContentCipher,
+    SegmentMac,
+    StreamEncryptor,
     CorruptDataError,
     GocryptfsError,
     Keys,

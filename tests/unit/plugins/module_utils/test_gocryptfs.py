@@ -469,6 +469,33 @@ def _write(path, data):
     return str(path)
 
 
+@pytest.mark.parametrize('size', [0, 1, 4095, 4096, 4097, 3 * 4096, 5 * 4096 + 999])
+def test_stream_encryptor_matches_file_encryption(size):
+    plain = os.urandom(size)
+    file_id = os.urandom(16)
+    nonces = os.urandom(16 * g.block_count(size))
+    enc = g.StreamEncryptor(KAT_CONTENT, random=injected(nonces), file_id=file_id)
+    out = []
+    pos = 0
+    for piece in (1, 4095, 10, 5000, 9000, 100000):           # odd piece sizes, across block borders
+        out.append(enc.update(plain[pos:pos + piece]))
+        pos += piece
+    out.append(enc.finalize())
+    ct = b''.join(out)
+    assert ct == g.encrypt_bytes(KAT_CONTENT, plain, random=injected(file_id, nonces))
+    assert enc.plain_bytes == size and enc.cipher_bytes == len(ct) == g.ciphertext_size(size)
+    assert g.decrypt_bytes(KAT_CONTENT, ct) == plain
+    with pytest.raises(g.GocryptfsError):
+        enc.update(b'x')
+
+
+def test_stream_encryptor_kat():
+    enc = g.StreamEncryptor(KAT_CONTENT, random=injected(CT_HELLO[18:34]), file_id=CT_HELLO[2:18])
+    assert enc.update(b'hello ') == b''
+    assert enc.update(b'gocryptfs\n') == b''
+    assert enc.finalize() == CT_HELLO
+
+
 def test_iter_encrypt_file_empty(tmp_path):
     assert list(g.iter_encrypt_file(_write(tmp_path / 'e', b''), KAT_CONTENT)) == []
 
