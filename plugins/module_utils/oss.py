@@ -413,6 +413,51 @@ def delete_objects(call, bucket, keys):
     return len(keys)
 
 
+# -- buckets -----------------------------------------------------------------------------------------
+def bucket_facts(info):
+    """The snake_case ``bucket`` result of an oss2 GetBucketInfo answer."""
+    rule = getattr(info, "bucket_encryption_rule", None)
+    algorithm = getattr(rule, "sse_algorithm", None) if rule is not None else None
+    location = info.location or ""
+    return {
+        "name": info.name,
+        "exists": True,
+        "location": location,
+        "region": location[4:] if location.startswith("oss-") else location,
+        "creation_date": info.creation_date,
+        "storage_class": info.storage_class,
+        "data_redundancy_type": getattr(info, "data_redundancy_type", None),
+        "acl": info.acl.grant if getattr(info, "acl", None) is not None else None,
+        "versioning": getattr(info, "versioning_status", None),
+        "server_side_encryption": {
+            "algorithm": algorithm,
+            "kms_key_id": getattr(rule, "kms_master_keyid", None) if algorithm else None,
+        },
+        "extranet_endpoint": info.extranet_endpoint,
+        "intranet_endpoint": info.intranet_endpoint,
+    }
+
+
+def get_bucket(call, bucket):
+    """``bucket_facts`` of the client's bucket, or None when it does not exist."""
+    try:
+        info = call(bucket.get_bucket_info, operation="read bucket %s" % bucket.bucket_name)
+    except AlicloudError as exc:
+        if is_not_found(exc, "NoSuchBucket"):
+            return None
+        raise
+    return bucket_facts(info)
+
+
+def empty_bucket(call, bucket, prefix=""):
+    """Delete every object and abort every multipart upload under ``prefix``; returns the counts."""
+    objects = delete_objects(call, bucket, list_objects(call, bucket, prefix))
+    uploads = list_uploads(call, bucket, prefix)
+    for upload in uploads:
+        abort_upload(call, bucket, upload["key"], upload["upload_id"])
+    return {"objects": objects, "uploads": len(uploads)}
+
+
 # -- local tree --------------------------------------------------------------------------------------
 def scan_local(root, exclude=None, symlinks="follow"):
     """Regular files below ``root``: ``(files, skipped)``.
