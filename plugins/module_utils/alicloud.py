@@ -61,7 +61,8 @@ _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_pr
 def alicloud_argument_spec():
     """The options every cloud module takes; documented by the ``alicloud`` doc fragment."""
     return dict(
-        access_key=dict(type="str", aliases=["access_key_id"]),
+        # the key id is not a secret (the secret key is), but its name trips the no_log heuristics
+        access_key=dict(type="str", aliases=["access_key_id"], no_log=False),
         secret_key=dict(type="str", no_log=True, aliases=["access_key_secret"]),
         security_token=dict(type="str", no_log=True, aliases=["sts_token"]),
         profile=dict(type="str"),

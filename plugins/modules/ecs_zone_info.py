@@ -37,7 +37,7 @@ extends_documentation_fragment:
   - confidential_ai.ack.attributes.INFO_MODULE
   - confidential_ai.ack.attributes.ACTION_GROUP
 author:
-  - confidential_ai.ack maintainers
+  - confidential_ai.ack contributors (@confidential-ai)
 """
 
 EXAMPLES = r"""
