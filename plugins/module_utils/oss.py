@@ -565,7 +565,7 @@ class MultipartStreamWriter:
         self.upload_id = None
         self.result = None
         self.remote_parts = {}
-        self._chunks = []
+        self._buffer = None
         self._buffered = 0
         self._next_part = 1
         self._parts = {}            # number -> (etag, size, crc or None)
@@ -640,24 +640,54 @@ class MultipartStreamWriter:
             raise self._error
 
     def write(self, data):
-        """Append ``data`` (bytes-like) to the object; blocks while too many parts are pending."""
+        """Append ``data`` (bytes-like) to the object; blocks while too many parts are pending.
+
+        The data is copied once, into the part buffer, so the caller may reuse its buffer at once.
+        """
         self._check_open()
         view = memoryview(data).cast("B")
         pos = 0
         total = len(view)
         while pos < total:
+            if self._buffer is None:
+                self._buffer = bytearray(self.part_size)
             take = min(self.part_size - self._buffered, total - pos)
-            if not self._buffered and take == self.part_size:
-                self._submit(bytes(view[pos:pos + take]))
-            else:
-                self._chunks.append(bytes(view[pos:pos + take]))
-                self._buffered += take
-                if self._buffered == self.part_size:
-                    payload = b"".join(self._chunks)
-                    self._chunks, self._buffered = [], 0
-                    self._submit(payload)
+            with memoryview(self._buffer) as target:  # bytearray[a:b] = view would copy the view first
+                target[self._buffered:self._buffered + take] = view[pos:pos + take]
+            self._buffered += take
             pos += take
+            if self._buffered == self.part_size:
+                payload, self._buffer, self._buffered = self._buffer, None, 0
+                self._submit(payload)
         return total
+
+    def write_from_file(self, fileobj):
+        """Append everything ``fileobj`` (opened in binary mode) still holds; reads straight into part
+        buffers, with no intermediate copy. Returns the number of bytes read."""
+        self._check_open()
+        total = 0
+        while True:
+            if self._buffer is None:
+                self._buffer = bytearray(self.part_size)
+            view = memoryview(self._buffer)
+            n = fileobj.readinto(view[self._buffered:])
+            view.release()
+            if not n:
+                return total
+            self._buffered += n
+            total += n
+            if self._buffered == self.part_size:
+                payload, self._buffer, self._buffered = self._buffer, None, 0
+                self._submit(payload)
+
+    def _take_tail(self):
+        """The partly filled last part (the buffer itself, shrunk), or b""."""
+        if self._buffer is None:
+            return b""
+        payload = self._buffer
+        del payload[self._buffered:]
+        self._buffer, self._buffered = None, 0
+        return payload
 
     def _ensure_upload(self):
         if self.upload_id is None:
@@ -683,41 +713,51 @@ class MultipartStreamWriter:
         if self._error is not None:
             self._release()
             raise self._error
-        self._futures.append(self._executor.submit(self._upload_part, number, payload))
+        # the list is emptied by the worker, so that the part's memory is freed before its slot is released
+        self._futures.append(self._executor.submit(self._upload_part, number, [payload]))
 
     def _release(self):
         with self._lock:
             self._pending -= 1
         self._slots.release()
 
-    def _upload_part(self, number, payload):
+    def _upload_part(self, number, holder):
         try:
-            size = len(payload)
-            crc = crc64(payload)
-            stored = self.remote_parts.get(number)
-            if stored and stored["size"] == size and stored["etag"] == hashlib.md5(payload).hexdigest().upper():
-                with self._lock:
-                    self._parts[number] = (stored["etag"], size, crc)
-                    self.parts_reused += 1
-                    self.bytes_reused += size
-                return
-            result = self.call(self.bucket.upload_part, self.key, self.upload_id, number, payload,
-                               operation="upload part %d of %s" % (number, self.key))
-            if result.crc is not None and result.crc != crc:
-                raise AlicloudError("part %d: CRC-64 sent %d, service computed %d" % (number, crc, result.crc),
-                                    operation="upload part %d of %s" % (number, self.key), code="InconsistentCRC",
-                                    request_id=result.request_id)
-            with self._lock:
-                self._parts[number] = (result.etag, size, crc)
-                self.parts_sent += 1
-                self.bytes_sent += size
+            self._send_part(number, holder)
         except Exception as exc:  # pylint: disable=broad-except
             with self._lock:
                 if self._error is None:
                     self._error = exc if isinstance(exc, AlicloudError) else AlicloudError.from_exception(
                         exc, "upload part %d of %s" % (number, self.key))
+            exc = None  # the traceback holds the part's data
         finally:
+            holder.clear()
             self._release()
+
+    def _send_part(self, number, holder):
+        """Send one part (or reuse the stored one); every reference to its data is gone on return."""
+        payload = holder.pop()
+        size = len(payload)
+        crc = crc64(payload)
+        stored = self.remote_parts.get(number)
+        if stored and stored["size"] == size and stored["etag"] == hashlib.md5(payload).hexdigest().upper():
+            with self._lock:
+                self._parts[number] = (stored["etag"], size, crc)
+                self.parts_reused += 1
+                self.bytes_reused += size
+            return
+        result = self.call(self.bucket.upload_part, self.key, self.upload_id, number, payload,
+                           operation="upload part %d of %s" % (number, self.key))
+        etag, server_crc, request_id = result.etag, result.crc, result.request_id
+        del result, payload  # the response keeps the request, and so the body
+        if server_crc is not None and server_crc != crc:
+            raise AlicloudError("part %d: CRC-64 sent %d, service computed %d" % (number, crc, server_crc),
+                                operation="upload part %d of %s" % (number, self.key), code="InconsistentCRC",
+                                request_id=request_id)
+        with self._lock:
+            self._parts[number] = (etag, size, crc)
+            self.parts_sent += 1
+            self.bytes_sent += size
 
     def _wait(self):
         for future in self._futures:
@@ -734,14 +774,10 @@ class MultipartStreamWriter:
         try:
             self._check_open()
             if self.upload_id is None and self._next_part == 1:
-                payload = b"".join(self._chunks)
-                self._chunks, self._buffered = [], 0
-                self.result = self._put_small(payload)
+                self.result = self._put_small(self._take_tail())
             else:
                 if self._buffered or self._next_part == 1:
-                    payload = b"".join(self._chunks)
-                    self._chunks, self._buffered = [], 0
-                    self._submit(payload)
+                    self._submit(self._take_tail())
                 self._wait()
                 if self._error is not None:
                     raise self._error
@@ -872,11 +908,7 @@ def upload_file(bucket, key, path, call=None, part_size=DEFAULT_PART_SIZE, worke
                                    resume=resume and size > part_size, abort_on_error=abort_on_error)
     with writer:
         with open(path, "rb") as f:
-            while True:
-                block = f.read(part_size)
-                if not block:
-                    break
-                writer.write(block)
+            writer.write_from_file(f)
     result = dict(writer.result)
     if os.path.getsize(path) != size or result["size"] != size:
         raise AlicloudError("%s changed while it was uploaded (%d bytes before, %d sent)" % (path, size, result["size"]),
