@@ -448,8 +448,10 @@ def cluster_changes(desired, current):
         if want is None:
             continue
         have = current.get(key)
+        if have is None or have == "":
+            continue  # the service does not report it (list answers, other network plugin): nothing to compare
         if option == "service_cidr" or option == "pod_cidr":
-            same = have is not None and _cidr_equal(want, have)
+            same = _cidr_equal(want, have)
         else:
             same = _same(want, have)
         if not same:

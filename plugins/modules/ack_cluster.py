@@ -484,7 +484,10 @@ class ClusterManager:
         if len(found) > 1:
             self.module.fail_json(msg="%d clusters are named %s (%s); give cluster_id" % (
                 len(found), self.p["name"], ", ".join(c["cluster_id"] for c in found)))
-        return found[0] if found else None
+        if not found:
+            return None
+        # list items lack some fields (node_cidr_mask, ...): read the detail
+        return ack.describe_cluster(self.module, self.cs, found[0]["cluster_id"]) or found[0]
 
     def wait_state(self, cluster_id, want, operation):
         def fetch():

@@ -13,6 +13,8 @@ description:
   - Lists the ACK clusters of the region (C(DescribeClustersV1), every page), or describes one cluster
     (C(DescribeClusterDetail)) when O(cluster_id) is set.
   - O(name) is an exact match (the service's own name filter is fuzzy; the module filters again).
+  - Each cluster found is read in detail (C(DescribeClusterDetail)), because the list answer lacks some
+    fields such as C(node_cidr_mask).
 options:
   cluster_id:
     description:
@@ -91,7 +93,8 @@ def main():
             cluster = ack.describe_cluster(module, cs, p["cluster_id"])
             clusters = [cluster] if cluster else []
         else:
-            clusters = ack.find_clusters(module, cs, p["name"])
+            # the list answer lacks some fields (node_cidr_mask, ...): read each cluster's detail
+            clusters = [ack.describe_cluster(module, cs, c["cluster_id"]) or c for c in ack.find_clusters(module, cs, p["name"])]
         if p["name"]:
             clusters = [c for c in clusters if c["name"] == p["name"]]
         if p["cluster_spec"]:
