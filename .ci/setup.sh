@@ -112,7 +112,23 @@ if [ -x "$ROOT/sandbox/trustee/build-repo.sh" ] || [ -f "$ROOT/sandbox/trustee/b
   step "trustee stand-in repo: $TRUSTEE_REPO_DIR/yumrepo"
 fi
 
-# 8. The environment every later step sources
+# 8. Wheels for the test hosts: a container installs Python packages from this directory
+#    (mounted read-only, pip --no-index), so test hosts need no route or CA setup to the index
+WHEELHOUSE=$WORK/wheelhouse
+WHEELHOUSE_REQUIREMENTS="oss2==2.19.1"
+wheelhouse_key="$WHEELHOUSE_REQUIREMENTS $(hash_of "$ROOT/.ci/constraints.txt")"
+if [ "$(cat "$WHEELHOUSE/.key" 2>/dev/null)" = "$wheelhouse_key" ]; then
+  step "wheelhouse: up to date"
+else
+  step "wheelhouse: building wheels of $WHEELHOUSE_REQUIREMENTS"
+  rm -rf "$WHEELHOUSE"
+  # shellcheck disable=SC2086  # a word list of requirements
+  "$WORK/venv/bin/pip" wheel -q --disable-pip-version-check -c "$ROOT/.ci/constraints.txt" -w "$WHEELHOUSE" $WHEELHOUSE_REQUIREMENTS \
+    >"$WORK/logs/wheelhouse.log" 2>&1 || { tail -20 "$WORK/logs/wheelhouse.log"; exit 1; }
+  echo "$wheelhouse_key" >"$WHEELHOUSE/.key"
+fi
+
+# 9. The environment every later step sources
 cat >"$WORK/env.sh" <<ENV
 # written by .ci/setup.sh
 export WORK="$WORK"
@@ -122,6 +138,7 @@ export CONTAINERS_CONF="$CONTAINERS_CONF"
 export ANSIBLE_COLLECTIONS_PATH="$WORK/src/collections:$WORK/collections"
 export MOLECULE_IMAGE="$IMAGE"
 export TRUSTEE_REPO_DIR="$TRUSTEE_REPO_DIR/yumrepo"
+export TEST_WHEELHOUSE="$WHEELHOUSE"
 export ANSIBLE_FORCE_COLOR=false
 export ALIBABA_CLOUD_ECS_METADATA_DISABLED=true
 ENV

@@ -4,6 +4,8 @@
 #
 # Stand-ins (state under $WORK/sandbox, kept between runs so a second run shows idempotence):
 #   - the Alibaba Cloud emulator (ECS, ACK, OSS) on 127.0.0.1, keys in alicloud.json (0600)
+#   - cai-sandbox-model: a Debian 12 systemd container (host network, so it reaches the emulator on
+#     loopback) with a small generated model, as the model host of step 1
 #   - cai-sandbox-trustee: a Debian 12 systemd container (no network) with the Trustee stand-in
 #     repository mounted, as the Trustee server of step 2
 set -euo pipefail
@@ -51,11 +53,6 @@ with os.fdopen(fd, "w") as f:
 print("alicloud emulator: ECS/ACK %s, OSS %s" % (endpoints["api_endpoint"], endpoints["oss_endpoint"]))
 PY
 
-# -- the model key (until step 1 is built, the sandbox makes one) ---------------------------------
-if [ ! -s "$SANDBOX/secrets/model.key" ]; then
-  (umask 077 && openssl rand -base64 24 | tr -d '\n' >"$SANDBOX/secrets/model.key")
-fi
-
 # -- the Trustee host container -------------------------------------------------------------------
 if [ "$(podman inspect -f '{{.State.Running}}' cai-sandbox-trustee 2>/dev/null)" != "true" ]; then
   podman rm -f -t 0 cai-sandbox-trustee >/dev/null 2>&1 || true
@@ -64,5 +61,16 @@ if [ "$(podman inspect -f '{{.State.Running}}' cai-sandbox-trustee 2>/dev/null)"
   podman exec cai-sandbox-trustee systemctl is-system-running --wait >/dev/null || true
 fi
 echo "trustee host: container cai-sandbox-trustee (podman rm -f cai-sandbox-trustee to start over)"
+
+# -- the model host container (host network: it reaches the emulator's OSS on 127.0.0.1) ------------
+if [ "$(podman inspect -f '{{.State.Running}}' cai-sandbox-model 2>/dev/null)" != "true" ]; then
+  podman rm -f -t 0 cai-sandbox-model >/dev/null 2>&1 || true
+  podman run -d --name cai-sandbox-model --hostname model-builder --systemd=always --network=host \
+    --volume="$TEST_WHEELHOUSE:/srv/wheelhouse:ro" \
+    "$MOLECULE_IMAGE" /sbin/init >/dev/null
+  podman exec cai-sandbox-model systemctl is-system-running --wait >/dev/null || true
+fi
+echo "model host: container cai-sandbox-model"
+ansible-playbook sandbox/prepare.yml -i inventories/sandbox
 
 ansible-playbook playbooks/site.yml -i inventories/sandbox "$@"
