@@ -941,7 +941,13 @@ def download_file(bucket, key, dest, call=None, part_size=DEFAULT_PART_SIZE, wor
             def once():
                 stream = client.get_object(key, byte_range=(offset, offset + length - 1), headers={"If-Match": '"%s"' % etag})
                 try:
-                    data = stream.read()
+                    # one read of the whole range (oss2's read() without a size loops over 8 KiB chunks)
+                    data = stream.read(length)
+                    while 0 < len(data) < length:
+                        more = stream.read(length - len(data))
+                        if not more:
+                            break
+                        data += more
                 except Exception as exc:  # pylint: disable=broad-except
                     raise ConnectionError("reading part %d of %s failed: %s" % (number, key, exc)) from exc
                 if len(data) != length:
