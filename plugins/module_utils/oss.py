@@ -45,10 +45,11 @@ except ImportError:
     _crcmod = None
 
 try:
+    from oss2 import Session as OssSession
     from oss2.models import PartInfo
     HAS_OSS2 = True
 except ImportError:  # the modules report the missing library through AlicloudModule.client()
-    PartInfo = None
+    OssSession = PartInfo = None
     HAS_OSS2 = False
 
 KIB = 1024
@@ -318,15 +319,29 @@ def retry_call(policy=None):
     return call
 
 
-def _nocrc(bucket):
-    """The same bucket client with oss2's own streaming CRC switched off.
+DEFAULT_POOL = 10  # oss2.defaults.connection_pool_size
+
+
+def _nocrc(bucket, workers=None):
+    """The same bucket client with oss2's own streaming CRC switched off (made once per client).
 
     oss2 computes its client CRC in 8 KiB steps in Python, which costs more CPU than the transfer.
     The code here computes the CRC-64 of whole parts in one call instead and compares it with the
-    service's ``x-oss-hash-crc64ecma`` itself, so nothing is checked less.
+    service's ``x-oss-hash-crc64ecma`` itself, so nothing is checked less. With more than 10 workers
+    the clone gets its own connection pool of that size (oss2's default pool holds 10 connections).
     """
+    pool = max(DEFAULT_POOL, workers or 0)
+    cached = getattr(bucket, "_cai_ack_nocrc", None)
+    if cached is not None and cached[0] >= pool:
+        return cached[1]
     clone = copy.copy(bucket)
     clone.enable_crc = False
+    if pool > DEFAULT_POOL and OssSession is not None:
+        clone.session = OssSession(pool_size=pool + 2)
+    try:
+        bucket._cai_ack_nocrc = (pool, clone)  # pylint: disable=protected-access
+    except AttributeError:
+        pass
     return clone
 
 
@@ -550,7 +565,7 @@ class MultipartStreamWriter:
             raise ValueError("part_size %s" % part_size_error(part_size))
         if not 1 <= workers <= MAX_WORKERS:
             raise ValueError("workers must be between 1 and %d" % MAX_WORKERS)
-        self.bucket = _nocrc(bucket)
+        self.bucket = _nocrc(bucket, workers)
         self.key = key
         self.call = call or retry_call()
         self.part_size = part_size
@@ -921,7 +936,7 @@ def download_file(bucket, key, dest, call=None, part_size=DEFAULT_PART_SIZE, wor
     """Download ``key`` to ``dest`` with parallel ranged GETs (If-Match on the ETag), check the combined
     CRC-64 against the object's, and rename into place atomically. Returns ``{"key", "size", "crc64"}``."""
     call = call or retry_call()
-    client = _nocrc(bucket)
+    client = _nocrc(bucket, workers)
     meta = head_object(call, client, key)
     if meta is None:
         raise AlicloudError("object %s does not exist" % key, operation="download %s" % key, code="NoSuchKey", http_status=404)

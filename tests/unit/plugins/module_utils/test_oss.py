@@ -236,3 +236,15 @@ def test_writer_rejects_bad_settings():
     writer = oss.MultipartStreamWriter(NoBucket(), "k")
     assert writer.bucket.enable_crc is False  # a copy: the caller's client keeps its setting
     assert writer.headers["x-oss-object-acl"] == "private"
+
+
+def test_nocrc_clone_is_made_once_and_sized_for_the_workers():
+    bucket = NoBucket()
+    first = oss._nocrc(bucket, 4)  # pylint: disable=protected-access
+    assert first is oss._nocrc(bucket, 8)  # pylint: disable=protected-access
+    assert bucket.enable_crc is True and first.enable_crc is False
+    bigger = oss._nocrc(bucket, 32)  # pylint: disable=protected-access
+    assert bigger is not first
+    if oss.HAS_OSS2:
+        assert isinstance(bigger.session, oss.OssSession)
+    assert oss._nocrc(bucket, 16) is bigger  # pylint: disable=protected-access
