@@ -684,9 +684,8 @@ class MultipartStreamWriter:
         while True:
             if self._buffer is None:
                 self._buffer = bytearray(self.part_size)
-            view = memoryview(self._buffer)
-            n = fileobj.readinto(view[self._buffered:])
-            view.release()
+            with memoryview(self._buffer) as view, view[self._buffered:] as free:
+                n = fileobj.readinto(free)
             if not n:
                 return total
             self._buffered += n
@@ -788,10 +787,14 @@ class MultipartStreamWriter:
             return self.result
         try:
             self._check_open()
-            if self.upload_id is None and self._next_part == 1:
+            if self._next_part == 1:
+                # less than one part in all: one PutObject; a resumed upload found by start() is garbage then
+                if self.upload_id is not None:
+                    self._stale.append(self.upload_id)
+                    self.upload_id = None
                 self.result = self._put_small(self._take_tail())
             else:
-                if self._buffered or self._next_part == 1:
+                if self._buffered:
                     self._submit(self._take_tail())
                 self._wait()
                 if self._error is not None:
@@ -810,7 +813,10 @@ class MultipartStreamWriter:
         self._closed = True
         # older interrupted uploads of the same key that were not resumed are garbage now
         for upload_id in self._stale:
-            abort_upload(self.call, self.bucket, self.key, upload_id)
+            try:
+                abort_upload(self.call, self.bucket, self.key, upload_id)
+            except AlicloudError:
+                pass  # best effort: the object itself is complete and checked
         return self.result
 
     def _put_small(self, payload):

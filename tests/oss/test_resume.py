@@ -272,6 +272,18 @@ def test_killed_stream_resumes_by_key_verifying_parts(emu, bucket, tmp_path):
     assert writer.result["crc64"] == oss.crc64(b"".join(bytes(c) for c in generated_stream(8, size, part_size)))
 
 
+def test_resume_of_a_stream_that_became_small_uses_one_put(emu, bucket):
+    leftover = bucket.init_multipart_upload("small/again").upload_id
+    bucket.upload_part("small/again", leftover, 1, b"x" * oss.MIN_PART_SIZE)
+    older = bucket.init_multipart_upload("small/again").upload_id
+    with oss.MultipartStreamWriter(bucket, "small/again", call=CALL, part_size=oss.MIN_PART_SIZE, resume=True) as writer:
+        writer.write(b"tiny")
+    assert writer.result["parts"] == 1 and writer.result["upload_id"] is None
+    assert bucket.get_object("small/again").read() == b"tiny"
+    assert oss.list_uploads(CALL, bucket, "") == []  # both leftovers aborted
+    assert older != leftover
+
+
 def test_faults_on_upload_part_are_retried(emu, bucket, tmp_path):
     size = 12 * MIB + 1
     path = tmp_path / "f.bin"
