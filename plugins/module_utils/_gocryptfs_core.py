@@ -458,6 +458,29 @@ def parse_header(header):
     return file_id
 
 
+class _IntoShim:
+    """``encrypt_into``/``decrypt_into`` for cryptography releases that lack them (before 44).
+
+    Distribution packages on the hosts this runs on (Debian 12: 38, Alibaba Cloud Linux 3: older)
+    are often older than the controller's; the result is the same, at the cost of one copy per block.
+    """
+
+    def __init__(self, aead):
+        self._aead = aead
+
+    def encrypt_into(self, nonce, data, aad, out):
+        out[:] = self._aead.encrypt(bytes(nonce), bytes(data), bytes(aad))
+        return len(out)
+
+    def decrypt_into(self, nonce, data, aad, out):
+        out[:] = self._aead.decrypt(bytes(nonce), bytes(data), bytes(aad))
+        return len(out)
+
+
+def _aead_with_into(aead):
+    return aead if hasattr(aead, "encrypt_into") and hasattr(aead, "decrypt_into") else _IntoShim(aead)
+
+
 class ContentCipher:
     """AES-256-GCM block encryption and decryption with the content subkey.
 
@@ -469,7 +492,7 @@ class ContentCipher:
         _require_crypto()
         if len(content_key) != 32:
             raise GocryptfsError('the content key must be 32 bytes')
-        self._aead = AESGCM(bytes(content_key))
+        self._aead = _aead_with_into(AESGCM(bytes(content_key)))
         self._random = random
 
     def new_file_id(self):
