@@ -188,3 +188,24 @@ def test_info_filters_by_status(emu):
     assert [i["instance_id"] for i in stopped] == [made[0]]
     assert [i["instance_id"] for i in running] == [made[1]]
     assert json.dumps(stopped)  # plain data, serialisable as a module result
+
+
+def test_a_new_instance_that_fails_to_start_fails_the_task(emu):
+    emu.set_faults(lifecycle={"ecs.instance.start": 1.0})
+    result = run(emu, ecs_instance, **TEE)
+    assert result["failed"] and result["error"]["code"] == "WaitFailed"
+    assert "went to Stopped instead of Running" in result["msg"] and result["actions"] == ["create"]
+    # the instance exists (stopped): a re-run with state=running finds it and starts it
+    emu.clear_faults()
+    again = run(emu, ecs_instance, **TEE)
+    assert again["actions"] == ["start"] and again["instance"]["status"] == "Running"
+    assert len(all_instances(emu)) == 1
+
+
+def test_stock_out_lists_the_zones_with_stock(emu):
+    emu.set_faults(stockouts=[["cn-beijing-l", "ecs.g8i.xlarge"], ["cn-beijing-h", "ecs.g8i.xlarge"]])
+    result = run(emu, ecs_instance, **dict(TEE, instance_type="ecs.g8i.xlarge"))
+    assert result["failed"]
+    assert result["msg"] == ("instance_type ecs.g8i.xlarge has no stock in zone cn-beijing-l (SoldOut, WithoutStock); "
+                             "zones of cn-beijing with stock: cn-beijing-i, cn-beijing-k")
+    assert [r for r in log(emu) if r["mutating"]] == []
