@@ -204,7 +204,9 @@ def test_a_new_instance_that_fails_to_start_fails_the_task(emu):
 
 def test_stock_out_lists_the_zones_with_stock(emu):
     emu.set_faults(stockouts=[["cn-beijing-l", "ecs.g8i.xlarge"], ["cn-beijing-h", "ecs.g8i.xlarge"]])
-    result = run(emu, ecs_instance, **dict(TEE, instance_type="ecs.g8i.xlarge"))
+    g8i = dict(TEE)
+    g8i["instance_type"] = "ecs.g8i.xlarge"
+    result = run(emu, ecs_instance, **g8i)
     assert result["failed"]
     assert result["msg"] == ("instance_type ecs.g8i.xlarge has no stock in zone cn-beijing-l (SoldOut, WithoutStock); "
                              "zones of cn-beijing with stock: cn-beijing-i, cn-beijing-k")
