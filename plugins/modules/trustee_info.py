@@ -18,6 +18,7 @@ description:
 author:
   - confidential_ai.ack contributors (@confidential-ai)
 extends_documentation_fragment:
+  - confidential_ai.ack.trustee
   - confidential_ai.ack.attributes
   - confidential_ai.ack.attributes.INFO_MODULE
 options:
@@ -34,40 +35,8 @@ options:
       - How many of the most recent records of each audit kind to return.
     type: int
     default: 20
-  url:
-    description:
-      - Base URL of the Trustee gateway, for example V(https://trustee.example.com:8081).
-        A trailing C(/api) is accepted. Not needed when O(gather) is only V(package).
-    type: str
-    aliases: [trustee_url]
-  admin_key:
-    description:
-      - The Ed25519 admin private key (PEM, unencrypted). Only needed for O(gather=resource_policy).
-    type: str
-  admin_key_path:
-    description:
-      - Path of the admin private key PEM file, on the host where the module runs.
-    type: path
-  validate_certs:
-    description:
-      - Verify the gateway's TLS certificate. Only set V(false) for tests.
-    type: bool
-    default: true
-  ca_path:
-    description:
-      - PEM file of the CA that signed the gateway certificate, when it is not publicly trusted.
-    type: path
-  timeout:
-    description:
-      - Seconds to wait for each HTTP request.
-    type: int
-    default: 30
-  retries:
-    description:
-      - How many times to retry a request that could not connect (HTTP errors are not retried).
-    type: int
-    default: 3
 notes:
+  - O(admin_key) or O(admin_key_path) is only needed for O(gather=resource_policy); O(url) is not needed when O(gather) is only V(package).
   - Tested against the Trustee 1.5.2 stand-in of this collection's test suite, not against a real Trustee.
 seealso:
   - module: confidential_ai.ack.trustee_resource

@@ -20,9 +20,16 @@ description:
 author:
   - confidential_ai.ack contributors (@confidential-ai)
 extends_documentation_fragment:
+  - confidential_ai.ack.trustee
   - confidential_ai.ack.attributes
   - confidential_ai.ack.attributes.ACTIONS
 options:
+  url:
+    description:
+      - Base URL of the Trustee gateway, for example V(https://trustee.example.com:8081). A trailing C(/api) is accepted.
+    type: str
+    required: true
+    aliases: [trustee_url]
   resource_policy:
     description:
       - The rego text of the KBS resource policy (C(package policy), rule C(allow)).
@@ -49,42 +56,8 @@ options:
         type: str
         choices: [present, absent]
         default: present
-  url:
-    description:
-      - Base URL of the Trustee gateway, for example V(https://trustee.example.com:8081).
-        A trailing C(/api) is accepted.
-    type: str
-    required: true
-    aliases: [trustee_url]
-  admin_key:
-    description:
-      - The Ed25519 admin private key (PEM, unencrypted) whose public half is the KBS
-        C(admin.auth_public_key). Mutually exclusive with O(admin_key_path); one of them is required.
-    type: str
-  admin_key_path:
-    description:
-      - Path of the admin private key PEM file, on the host where the module runs.
-    type: path
-  validate_certs:
-    description:
-      - Verify the gateway's TLS certificate. Only set V(false) for tests.
-    type: bool
-    default: true
-  ca_path:
-    description:
-      - PEM file of the CA that signed the gateway certificate, when it is not publicly trusted.
-    type: path
-  timeout:
-    description:
-      - Seconds to wait for each HTTP request.
-    type: int
-    default: 30
-  retries:
-    description:
-      - How many times to retry a request that could not connect (HTTP errors are not retried).
-    type: int
-    default: 3
 notes:
+  - One of O(admin_key) or O(admin_key_path) is required.
   - Trustee 1.5.2 checks that a policy parses only as far as its rego compiler does; a policy
     that compiles but never allows anything is accepted. Test the policy before relying on it.
   - The resource policy only protects anything once the KBS has C(insecure_key = false).

@@ -28,6 +28,7 @@ description:
 author:
   - confidential_ai.ack contributors (@confidential-ai)
 extends_documentation_fragment:
+  - confidential_ai.ack.trustee
   - confidential_ai.ack.attributes
   - confidential_ai.ack.attributes.ACTIONS
 options:
@@ -79,42 +80,8 @@ options:
         resource stored through this module, so that a repeated run can report no change.
       - Written with mode C(0600). It holds no secret and no plain hash of the content.
     type: path
-  url:
-    description:
-      - Base URL of the Trustee gateway, for example V(https://trustee.example.com:8081).
-        A trailing C(/api) is accepted. Required with O(mode=api).
-    type: str
-    aliases: [trustee_url]
-  admin_key:
-    description:
-      - The Ed25519 admin private key (PEM, unencrypted) whose public half is the KBS
-        C(admin.auth_public_key). Mutually exclusive with O(admin_key_path).
-      - One of O(admin_key) or O(admin_key_path) is required with O(mode=api).
-    type: str
-  admin_key_path:
-    description:
-      - Path of the admin private key PEM file, on the host where the module runs.
-    type: path
-  validate_certs:
-    description:
-      - Verify the gateway's TLS certificate. Only set V(false) for tests.
-    type: bool
-    default: true
-  ca_path:
-    description:
-      - PEM file of the CA that signed the gateway certificate, when it is not publicly trusted.
-    type: path
-  timeout:
-    description:
-      - Seconds to wait for each HTTP request.
-    type: int
-    default: 30
-  retries:
-    description:
-      - How many times to retry a request that could not connect (HTTP errors are not retried).
-    type: int
-    default: 3
 notes:
+  - With O(mode=api), O(url) and one of O(admin_key) or O(admin_key_path) are required.
   - Tested against the Trustee 1.5.2 stand-in of this collection's test suite, not against a real Trustee.
   - The admin API of Trustee 1.5.2 overwrites the resource on every C(POST); the comparison above is what avoids needless writes.
 seealso:
