@@ -12,6 +12,7 @@ import fnmatch
 import hashlib
 import ipaddress
 import json
+import re
 import secrets
 import time
 import uuid
@@ -574,6 +575,208 @@ def delete_instances(call):
 
 
 # ---------------------------------------------------------------------------------------------
+# Tags (TagResources, UntagResources, ListTagResources) and ModifyInstanceAttribute
+
+
+# ResourceType values TagResources accepts; only "instance" has resources in the emulator.
+TAG_RESOURCE_TYPES = ("instance", "disk", "snapshot", "image", "securitygroup", "volume", "eni", "ddh", "ddhcluster", "keypair",
+                      "launchtemplate", "reservedinstance", "snapshotpolicy", "elasticityassurance", "capacityreservation", "command",
+                      "invocation", "activation", "managedinstance")
+MAX_TAGS_PER_RESOURCE = 20
+MAX_TAG_RESOURCE_IDS = 50
+_INSTANCE_NAME_RE = re.compile(r"^[A-Za-z\u4e00-\u9fa5][A-Za-z0-9\u4e00-\u9fa5.:_-]{1,127}$")
+_HOST_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,62}[A-Za-z0-9])$")
+
+
+def _malformed_tag_key(key):
+    return (not key or len(key) > 128 or key.startswith(("aliyun", "acs:")) or "http://" in key or "https://" in key)
+
+
+def _malformed_tag_value(value):
+    return len(value) > 128 or "http://" in value or "https://" in value
+
+
+def _tag_resources(call, ids_required=True):
+    """Check RegionId, ResourceType and ResourceId.N of a tag call; return the instances (in request order)."""
+    _check_region(call)
+    rtype = call.param("ResourceType")
+    if rtype is None:
+        raise ApiError("MissingParameter.ResourceType", "The parameter - ResourceType should not be null")
+    if rtype not in TAG_RESOURCE_TYPES:
+        raise ApiError("InvalidResourceType.NotFound", "The ResourceType provided does not exist in our records.", 404)
+    ids = call.list_param("ResourceId")
+    if not ids and ids_required:
+        raise ApiError("MissingParameter", 'The input parameter "ResourceId" that is mandatory for processing this request is not supplied.')
+    if len(ids) > MAX_TAG_RESOURCE_IDS:
+        raise ApiError("NumberExceed.ResourceIds", "The ResourceIds parameter's number is exceed , Valid : %d" % MAX_TAG_RESOURCE_IDS)
+    return rtype, ids
+
+
+def _tagged_instances(call, rtype, ids):
+    """The instances named by ``ids``; any id that is not an instance of ``rtype`` is InvalidResourceId.NotFound."""
+    found = []
+    for rid in ids:
+        inst = call.state["instances"].get(rid)
+        if rtype != "instance" or inst is None or is_released(inst):
+            raise ApiError("InvalidResourceId.NotFound", "The specified ResourceIds are not found in our records.", 404)
+        if inst not in found:
+            found.append(inst)
+    return found
+
+
+def _tag_keys_checked(keys):
+    if len(keys) > MAX_TAGS_PER_RESOURCE:
+        raise ApiError("NumberExceed.Tags", "The Tags parameter's number is exceed , Valid : %d" % MAX_TAGS_PER_RESOURCE)
+    if len(set(keys)) != len(keys):
+        raise ApiError("Duplicate.TagKey", "The Tag.N.Key contain duplicate key.")
+    for key in keys:
+        if _malformed_tag_key(key):
+            raise ApiError("InvalidTagKey.Malformed", "The specified Tag.n.Key is not valid.")
+
+
+@action("TagResources", mutating=True)
+def tag_resources(call):
+    rtype, ids = _tag_resources(call)
+    tags = [(t.get("Key"), t.get("Value") or "") for t in call.obj_list("Tag")]
+    if not tags:
+        raise ApiError("MissingParameter.Tags", "The parameter - Tags should not be null")
+    _tag_keys_checked([k for k, dummy in tags])
+    if any(_malformed_tag_value(v) for dummy, v in tags):
+        raise ApiError("InvalidTagValue.Malformed", "The specified Tag.n.Value is not valid.")
+    instances = _tagged_instances(call, rtype, ids)
+    for inst in instances:  # all or nothing: check every resource before changing one
+        keys = {t["TagKey"] for t in inst["Tags"]["Tag"]} | {k for k, dummy in tags}
+        if len(keys) > MAX_TAGS_PER_RESOURCE:
+            raise ApiError("OperationDenied.QuotaExceed", "The quota of tags on resource is beyond permitted range.")
+    for inst in instances:
+        current = inst["Tags"]["Tag"]
+        for key, value in tags:
+            for tag in current:
+                if tag["TagKey"] == key:
+                    tag["TagValue"] = value  # an existing key gets the new value
+                    break
+            else:
+                current.append({"TagKey": key, "TagValue": value})
+    return {}
+
+
+@action("UntagResources", mutating=True)
+def untag_resources(call):
+    rtype, ids = _tag_resources(call)
+    keys = call.list_param("TagKey")
+    _tag_keys_checked(keys)
+    remove_all = call.bool_param("All")
+    instances = _tagged_instances(call, rtype, ids)
+    for inst in instances:
+        if keys:  # All only counts when no TagKey.N is given; unknown keys are no error
+            inst["Tags"]["Tag"] = [t for t in inst["Tags"]["Tag"] if t["TagKey"] not in keys]
+        elif remove_all:
+            inst["Tags"]["Tag"] = []
+    return {}
+
+
+@action("ListTagResources")
+def list_tag_resources(call):
+    rtype, ids = _tag_resources(call, ids_required=False)
+    tags = [(t.get("Key"), t.get("Value")) for t in call.obj_list("Tag")]
+    if len(tags) > MAX_TAGS_PER_RESOURCE:
+        raise ApiError("NumberExceed.Tags", "The Tags parameter's number is exceed , Valid : %d" % MAX_TAGS_PER_RESOURCE)
+    filters = []
+    for entry in call.obj_list("TagFilter"):
+        values = [v for k, v in sorted(((int(k.split(".", 1)[1]), v) for k, v in entry.items()
+                                        if k.startswith("TagValues.") and k.split(".", 1)[1].isdigit()))]
+        if not entry.get("TagKey"):
+            raise ApiError("InvalidTagKey.Malformed", "The specified TagFilter.n.TagKey is not valid.")
+        filters.append((entry["TagKey"], values))
+    if not ids and not tags and not filters:
+        raise ApiError("MissingParameter", "Specify at least one of ResourceId.N, Tag.N and TagFilter.N.")
+    rows = []
+    if rtype == "instance":
+        for inst in _visible(call):
+            if ids and inst["InstanceId"] not in ids:
+                continue  # unknown ids are no error: they have no tags
+            have = {t["TagKey"]: t["TagValue"] for t in inst["Tags"]["Tag"]}
+            if any(k not in have or (v is not None and have[k] != v) for k, v in tags):
+                continue
+            if any(k not in have or (values and have[k] not in values) for k, values in filters):
+                continue
+            rows.extend({"ResourceId": inst["InstanceId"], "ResourceType": rtype, "TagKey": t["TagKey"], "TagValue": t["TagValue"]}
+                        for t in inst["Tags"]["Tag"])
+    page, nxt = _token_page(call, rows, 50, 50, 50)
+    return {"NextToken": nxt, "TagResources": {"TagResource": page}}
+
+
+def _password_ok(password):
+    classes = sum((any(c.islower() for c in password), any(c.isupper() for c in password), any(c.isdigit() for c in password),
+                   any(not c.isalnum() for c in password)))
+    return 8 <= len(password) <= 30 and classes >= 3 and password.isascii()
+
+
+# ModifyInstanceAttribute parameters the SDK can send that the emulator does not model: refused, so that nobody
+# believes a change happened.
+_MODIFY_NOT_EMULATED = ("CreditSpecification", "CpuOptions", "RemoteConnectionOptions", "PrivateDnsNameOptions",
+                        "NetworkInterfaceQueueNumber", "EnableJumboFrame", "EnableNetworkEncryption")
+
+
+@action("ModifyInstanceAttribute", mutating=True)
+def modify_instance_attribute(call):
+    inst = get_instance(call, call.require("InstanceId"))
+    query = call.query
+    for name in _MODIFY_NOT_EMULATED:
+        if any(k == name or k.startswith(name + ".") for k in query):
+            raise ApiError("InvalidParameter", 'The parameter "%s" is not supported by the emulator.' % name)
+    changes = {}
+    if "InstanceName" in query:
+        name = query["InstanceName"]
+        if not _INSTANCE_NAME_RE.match(name):
+            raise ApiError("InvalidInstanceName.Malformed", 'The specified parameter "InstanceName" is not valid.')
+        changes["InstanceName"] = name
+    if "Description" in query:
+        description = query["Description"]
+        if len(description) > 256 or description.startswith(("http://", "https://")):
+            raise ApiError("InvalidDescription.Malformed", 'The specified parameter "Description" is not valid.')
+        changes["Description"] = description
+    if "HostName" in query:
+        host = query["HostName"]
+        if len(host) < 2 or not _HOST_NAME_RE.match(host) or ".." in host or "--" in host or ".-" in host or "-." in host:
+            raise ApiError("InvalidHostName.Malformed", 'The specified parameter "HostName" is not valid.')
+        changes["HostName"] = host
+    if call.param("DeletionProtection") is not None:
+        changes["DeletionProtection"] = call.bool_param("DeletionProtection")
+    if call.param("Recyclable") is not None:
+        changes["Recyclable"] = call.bool_param("Recyclable")
+    groups = call.list_param("SecurityGroupIds")
+    if groups:
+        if len(set(groups)) != len(groups) or len(groups) > 5:
+            raise ApiError("InvalidParameter", 'The specified parameter "SecurityGroupIds" is not valid (1-5 distinct groups).')
+        for sg in groups:
+            group = call.catalog.security_groups.get(sg)
+            if group is None:
+                raise ApiError("InvalidSecurityGroupId.NotFound", "The specified SecurityGroupId %s does not exist." % sg, 404)
+            if group["VpcId"] != inst["VpcAttributes"]["VpcId"]:
+                raise ApiError("InvalidParameter.Mismatch", "The security group %s is not in the VPC of instance %s." % (
+                    sg, inst["InstanceId"]))
+        changes["SecurityGroupIds"] = {"SecurityGroupId": list(groups)}
+    if "Password" in query:
+        if not _password_ok(query["Password"]):
+            raise ApiError("InvalidPassword.Malformed", 'The specified parameter "Password" is not valid.')
+        if inst["Status"] in ("Pending", "Starting"):
+            raise ApiError("IncorrectInstanceStatus", "The current status of the resource does not support this operation.", 403)
+    if "UserData" in query:
+        try:
+            raw = base64.b64decode(query["UserData"], validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError("InvalidUserData.Base64FormatInvalid", "The specified UserData is not Base64 encoded.") from None
+        if len(raw) > 32 * 1024:
+            raise ApiError("InvalidUserData.SizeExceeded", 'The specified parameter "UserData" exceeds the size.')
+        if inst["Status"] != "Stopped" or inst.get("_phase"):
+            raise ApiError("IncorrectInstanceStatus", "The current status of the resource does not support this operation.", 403)
+        changes["_user_data_sha256"] = hashlib.sha256(raw).hexdigest()
+    inst.update(changes)  # the password is checked, never stored
+    return {}
+
+
+# ---------------------------------------------------------------------------------------------
 # Catalogue calls
 
 
@@ -667,7 +870,7 @@ def describe_images(call):
     _check_region(call)
     statuses = (call.param("Status") or "Available").split(",")
     found = []
-    for image in sorted(call.catalog.images.values(), key=lambda img: img["CreationTime"], reverse=True):
+    for image in sorted(call.catalog.images.values(), key=lambda img: (img["CreationTime"], img["ImageId"]), reverse=True):
         if call.param("ImageId") and image["ImageId"] not in call.param("ImageId").split(","):
             continue
         if call.param("ImageName") and call.param("ImageName").replace("*", "") not in image["ImageName"]:
