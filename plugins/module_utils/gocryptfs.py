@@ -23,6 +23,11 @@ Trees
     idempotent with a manifest), ``encrypt_tree_via_mount`` (the same through the real gocryptfs),
     ``decrypt_tree``, ``walk_cipherdir``, ``verify_tree`` (our reader), ``verify_with_gocryptfs``
     (real gocryptfs: read-only mount + SHA-256 of every file + ``-fsck``), ``mounted``.
+Streaming into OSS (no local ciphertext)
+    ``encrypt_tree_to_oss(src, bucket, prefix, password, call, workers=N, manifest_path=...)`` (the objects
+    under the prefix are the CIPHERDIR; processes encrypt, a multipart writer per object uploads, bounded
+    memory, keyed manifest with ETags for idempotence), ``verify_oss_tree`` (ranged GETs + our reader),
+    ``open_oss_cipherdir``, ``scan_oss``, ``parse_oss_url`` / ``is_oss_url``, ``default_manifest_path``.
 
 Example::
 
@@ -100,4 +105,17 @@ from ansible_collections.confidential_ai.ack.plugins.module_utils._gocryptfs_tre
     verify_tree,
     verify_with_gocryptfs,
     walk_cipherdir,
+)
+from ansible_collections.confidential_ai.ack.plugins.module_utils._gocryptfs_oss import (  # noqa: F401 pylint: disable=unused-import
+    STREAM_BLOCKS,
+    OssCipherdir,
+    check_source_for_oss,
+    default_manifest_path,
+    encrypt_tree_to_oss,
+    is_oss_url,
+    object_plaintext_sha256,
+    open_oss_cipherdir,
+    parse_oss_url,
+    scan_oss,
+    verify_oss_tree,
 )

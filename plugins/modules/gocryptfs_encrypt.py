@@ -7,11 +7,12 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: gocryptfs_encrypt
-short_description: Encrypt a directory into a gocryptfs CIPHERDIR without a FUSE mount
+short_description: Encrypt a directory into a gocryptfs CIPHERDIR without a FUSE mount, locally or straight into OSS
 version_added: 0.1.0
 description:
   - Turns the plaintext directory O(src) (for example a downloaded model) into a gocryptfs v2
-    CIPHERDIR at O(dest) that gocryptfs 2.3 and 2.4.0 mount with their default parameters, as
+    CIPHERDIR at O(dest) - a local directory, or objects under an OSS prefix - that gocryptfs 2.3 and
+    2.4.0 mount with their default parameters, as
     ACK-CAI expects (AES-256-GCM contents with 4096-byte blocks, EME-encrypted names with a
     C(gocryptfs.diriv) per directory, long names, unpadded base64; C(gocryptfs.conf) with scrypt
     N=65536, r=8, p=1 and the feature flags HKDF, GCMIV128, DirIV, EMENames, LongNames, Raw64).
@@ -36,15 +37,36 @@ description:
     C(cai-ack manifest v1)) and the file carries an HMAC, so a foreign or edited manifest is
     ignored. It is kept outside the CIPHERDIR because gocryptfs reports any file it cannot
     decrypt as corruption.
+  - "Streaming into OSS (O(dest=oss://bucket/prefix)): the ciphertext goes straight into OSS multipart
+    uploads and never touches the local disk. The objects under the prefix are exactly the files of the
+    CIPHERDIR (C(gocryptfs.conf), a C(gocryptfs.diriv) per directory, encrypted names, long-name
+    C(.name) objects, file contents), so the prefix mounted with ossfs or the OSS CSI driver is a
+    CIPHERDIR gocryptfs mounts. O(workers) processes encrypt 4 MiB chunks into a shared-memory ring;
+    each object is sent by a streaming multipart writer (O(part_size), O(upload_workers) threads,
+    CRC-64 of every part and of the object checked). Memory stays bounded whatever the model size -
+    about 2 x O(workers) x 4 MiB plus 3 x (O(upload_workers) + 1) x O(part_size) at most."
+  - "With O(dest=oss://bucket/prefix) an existing C(gocryptfs.conf) under the prefix is reused when the password
+    opens it; a wrong password fails before anything is written, and a prefix that holds objects but
+    no C(gocryptfs.conf), or objects whose names do not decrypt, is refused. Existing directories keep their
+    C(gocryptfs.diriv) (read back from OSS), so unchanged files keep their object names. The manifest
+    (O(manifest), by default under O(state_dir)) also records each object's ETag: a re-run on an unchanged
+    model makes no mutating request, a changed file is re-encrypted and re-sent alone under the same
+    object key, objects of entries removed from O(src) are deleted, and multipart uploads left by a
+    killed run under the prefix are aborted. Without a usable manifest every file is sent again."
+  - The bucket must exist (see M(confidential_ai.ack.oss_bucket)). Cloud credentials and endpoints are
+    only needed, and only resolved, when O(dest) is an C(oss://) URL; a local O(dest) needs none of the
+    cloud options.
 author:
   - confidential_ai.ack contributors (@confidential-ai)
 extends_documentation_fragment:
+  - confidential_ai.ack.alicloud
   - confidential_ai.ack.attributes
+  - confidential_ai.ack.attributes.ACTION_GROUP
 attributes:
   check_mode:
     support: full
-    details: Reports what would be encrypted, removed or updated; writes nothing. When O(dest) exists
-      the password is checked.
+    details: Reports what would be encrypted, removed, updated or uploaded; writes nothing (with an C(oss://)
+      O(dest), only reading requests are made). When O(dest) exists the password is checked.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
@@ -58,9 +80,10 @@ options:
     required: true
   dest:
     description:
-      - The CIPHERDIR, a local directory on the same host. It is created (mode C(0700)) if missing.
-      - Streaming straight into OSS (V(oss://bucket/prefix)) is planned through the collection's
-        OSS modules; for now a value starting with C(oss://) fails with a clear message.
+      - The CIPHERDIR - a local directory on the same host, created (mode C(0700)) if missing,
+      - or V(oss://bucket/prefix) to stream the ciphertext straight into OSS with no local copy (the
+        prefix may be empty, for the bucket root). O(src) must then hold no symlinks (object storage
+        keeps none), O(method) must be V(python) and O(verify) V(none) or V(reader).
     type: path
     required: true
   password:
@@ -91,8 +114,28 @@ options:
   manifest:
     description:
       - Path of the manifest JSON file (mode C(0600)) used for idempotence.
-      - Defaults to C(<dest>.cai-manifest.json), next to the CIPHERDIR (not inside it).
+      - Defaults to C(<dest>.cai-manifest.json), next to the CIPHERDIR (not inside it), for a local O(dest),
+        and to C(<state_dir>/manifests/<bucket>/<hash of bucket and prefix>.json) for an C(oss://) O(dest).
     type: path
+  state_dir:
+    description:
+      - Directory on the host where the module runs for state kept between runs; today the default
+        manifests of C(oss://) destinations (directories created C(0700), files C(0600)).
+      - Defaults to C(~/.cache/cai-ack) of the user the module runs as.
+    type: path
+  part_size:
+    description:
+      - With an C(oss://) O(dest), the multipart part size, in bytes or with a unit (V(8MiB), V(64M)); between
+        100 KiB and 5 GiB. Objects smaller than a part are sent with one PutObject. For very large files the
+        part size is doubled until the object fits in 10000 parts. Ignored for a local O(dest).
+    type: raw
+    default: 8MiB
+  upload_workers:
+    description:
+      - With an C(oss://) O(dest), the parts of one object sent at the same time (threads); each holds one
+        part in memory. Ignored for a local O(dest).
+    type: int
+    default: 4
   checksum:
     description:
       - Record a keyed digest of each file's content in the manifest (one SHA-256 pass over the
@@ -105,9 +148,12 @@ options:
     description:
       - Check the result after writing. V(none) skips the check. V(reader) decrypts every file with
         this collection's reader and compares SHA-256, modes and symlink targets with O(src).
+        With an C(oss://) O(dest), V(reader) lists the prefix, decrypts every name, and downloads every
+        file object with ranged GETs, decrypting it and comparing its SHA-256 with O(src) (bounded memory);
+        this reads back every byte written, so it costs about as much transfer as the upload itself.
         V(gocryptfs) is independent of this code - it mounts O(dest) read-only with the real
         gocryptfs, compares every file the same way and runs C(gocryptfs -fsck); it needs the
-        binary and FUSE. A mismatch fails the task.
+        binary and FUSE; it is not available for an C(oss://) O(dest). A mismatch fails the task.
     type: str
     choices: [none, reader, gocryptfs]
     default: none
@@ -119,12 +165,14 @@ options:
 requirements:
   - python >= 3.8
   - cryptography
+  - oss2 (only for an C(oss://) O(dest))
 notes:
   - Passwords go to gocryptfs through a C(0600) temporary file (C(-passfile)), never on a command line.
   - The format written was checked against gocryptfs 2.3 (Debian 12) by this collection's tests
     (read-only mount, SHA-256 of every file, C(gocryptfs -fsck)); the reference format notes were also
     checked against a v2.4.0 build.
-  - Object stores do not keep symlinks; a tree meant for OSS should not contain any.
+  - Object stores do not keep symlinks; a tree meant for OSS should not contain any (an C(oss://) O(dest)
+    refuses them). Modes and mtimes are not stored in OSS.
 seealso:
   - name: gocryptfs file format
     description: The upstream description of the on-disk format.
@@ -147,6 +195,18 @@ EXAMPLES = r"""
     workers: 4
     verify: gocryptfs
 
+- name: Stream the ciphertext straight into OSS (no local ciphertext), then read it back and compare
+  confidential_ai.ack.gocryptfs_encrypt:
+    src: /srv/models/Qwen2.5-3B-Instruct
+    dest: oss://my-model-bucket/models/qwen2.5-3b-gocryptfs
+    password: "{{ vault_model_password }}"
+    region: cn-beijing
+    endpoints:
+      oss: https://oss-cn-beijing-internal.aliyuncs.com
+    part_size: 16MiB
+    verify: reader
+  register: streamed
+
 - name: Let the real gocryptfs write the CIPHERDIR through a FUSE mount (documented method)
   confidential_ai.ack.gocryptfs_encrypt:
     src: /srv/models/Qwen2.5-3B-Instruct
@@ -158,10 +218,41 @@ EXAMPLES = r"""
 
 RETURN = r"""
 dest:
-  description: The CIPHERDIR written.
+  description: The CIPHERDIR written, a local path or C(oss://bucket/prefix/).
   returned: always
   type: str
   sample: /srv/encrypted/qwen2.5-3b-gocryptfs
+bucket:
+  description: The bucket written to.
+  returned: when O(dest) is an C(oss://) URL
+  type: str
+  sample: my-model-bucket
+prefix:
+  description: The prefix the CIPHERDIR lives under (with a trailing C(/), or empty for the bucket root).
+  returned: when O(dest) is an C(oss://) URL
+  type: str
+  sample: models/qwen2.5-3b-gocryptfs/
+objects_written:
+  description: Objects written (in check mode, that would be written) - file contents, C(gocryptfs.conf),
+    C(gocryptfs.diriv) and long-name C(.name) objects.
+  returned: when O(dest) is an C(oss://) URL
+  type: int
+  sample: 16
+objects_deleted:
+  description: Objects deleted (in check mode, that would be deleted) because their entries are gone from O(src).
+  returned: when O(dest) is an C(oss://) URL
+  type: int
+  sample: 0
+bytes_uploaded:
+  description: Ciphertext bytes sent for file contents (in check mode, that would be sent).
+  returned: when O(dest) is an C(oss://) URL
+  type: int
+  sample: 6229012738
+uploads_aborted:
+  description: Unfinished multipart uploads under the prefix (left by an interrupted run) aborted.
+  returned: when O(dest) is an C(oss://) URL
+  type: int
+  sample: 0
 method:
   description: The method used.
   returned: always
@@ -238,7 +329,8 @@ seconds:
   type: float
   sample: 9.8
 throughput_mib_s:
-  description: Plaintext MiB encrypted per second of wall time (0 when nothing was encrypted).
+  description: Plaintext MiB encrypted (and, with an C(oss://) O(dest), uploaded) per second of wall time
+    (0 when nothing was encrypted).
   returned: always
   type: float
   sample: 601.3
@@ -256,24 +348,32 @@ manifest_ignored:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.confidential_ai.ack.plugins.module_utils.alicloud import AlicloudError, AlicloudModule
 from ansible_collections.confidential_ai.ack.plugins.module_utils.gocryptfs import (
     CRYPTOGRAPHY_IMPORT_ERROR,
     HAS_CRYPTOGRAPHY,
     GocryptfsError,
+    check_source_for_oss,
+    default_manifest_path,
     encrypt_tree,
+    encrypt_tree_to_oss,
     encrypt_tree_via_mount,
+    is_oss_url,
     normalize_password,
     open_cipherdir,
+    parse_oss_url,
     read_password_file,
     verify_tree,
     verify_with_gocryptfs,
 )
+from ansible_collections.confidential_ai.ack.plugins.module_utils.oss import parse_size, part_size_error
 
 RESULT_KEYS = ('files_total', 'files_encrypted', 'files_skipped', 'files_rehashed', 'bytes_total', 'bytes_encrypted',
                'entries_removed', 'dirs_created', 'symlinks_written', 'metadata_updated', 'workers', 'seconds',
                'throughput_mib_s', 'manifest_ignored')
+OSS_RESULT_KEYS = RESULT_KEYS + ('objects_written', 'objects_deleted', 'bytes_uploaded', 'uploads_aborted')
 
 
 def get_password(module):
@@ -320,8 +420,47 @@ def run(module, password):
     return result
 
 
+def run_oss(module, password):
+    """dest = oss://bucket/prefix: stream the CIPHERDIR into OSS."""
+    params = module.params
+    src = params['src']
+    if not os.path.isdir(src):
+        module.fail_json(msg='src %s is not a directory' % src)
+    bucket_name, prefix = parse_oss_url(params['dest'])
+    if params['method'] != 'python':
+        module.fail_json(msg='method=%s writes through a local FUSE mount and cannot stream into OSS; use method=python '
+                             'with dest=%s' % (params['method'], params['dest']))
+    if params['verify'] == 'gocryptfs':
+        module.fail_json(msg='verify=gocryptfs mounts a local CIPHERDIR; with dest=%s use verify=reader (read back from '
+                             'OSS and decrypted)' % params['dest'])
+    try:
+        part_size = parse_size(params['part_size'])
+    except ValueError as exc:
+        module.fail_json(msg='part_size: %s' % exc)
+    if part_size_error(part_size):
+        module.fail_json(msg='part_size %s' % part_size_error(part_size))
+    if not 1 <= params['upload_workers'] <= 64:
+        module.fail_json(msg='upload_workers must be between 1 and 64')
+    manifest = params['manifest'] or default_manifest_path(params['state_dir'], bucket_name, prefix)
+    check_source_for_oss(src)       # symlinks and unreadable trees fail before credentials are looked up
+    bucket = module.client('oss', bucket=bucket_name)
+    stats = encrypt_tree_to_oss(src, bucket, prefix, password, module.call, workers=params['workers'],
+                                manifest_path=manifest, check_mode=module.check_mode, digest=params['checksum'],
+                                part_size=part_size, upload_workers=params['upload_workers'],
+                                verify=params['verify'] == 'reader')
+    problems = stats.get('problems')
+    if problems:
+        module.fail_json(msg='Verification (reader) of %s failed: %s' % (stats['dest'], '; '.join(problems[:20])),
+                         problems=problems, dest=stats['dest'])
+    result = dict((k, stats.get(k)) for k in OSS_RESULT_KEYS)
+    result.update(changed=stats['changed'], dest=stats['dest'], bucket=bucket_name, prefix=prefix, method='python',
+                  manifest=manifest, created=stats['created'],
+                  verified='reader' if (params['verify'] == 'reader' and not module.check_mode) else 'none')
+    return result
+
+
 def main():
-    module = AnsibleModule(
+    module = AlicloudModule(
         argument_spec=dict(
             src=dict(type='path', required=True),
             dest=dict(type='path', required=True),
@@ -333,6 +472,9 @@ def main():
             checksum=dict(type='bool', default=True),
             verify=dict(type='str', choices=['none', 'reader', 'gocryptfs'], default='none'),
             gocryptfs_binary=dict(type='str', default='gocryptfs'),
+            state_dir=dict(type='path'),
+            part_size=dict(type='raw', default='8MiB'),
+            upload_workers=dict(type='int', default=4),
         ),
         mutually_exclusive=[('password', 'password_file')],
         required_one_of=[('password', 'password_file')],
@@ -340,16 +482,19 @@ def main():
     )
     if not HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib('cryptography'), exception=str(CRYPTOGRAPHY_IMPORT_ERROR))
-    if module.params['dest'].startswith('oss://'):
-        module.fail_json(msg='dest=%s: streaming the ciphertext into OSS is planned (through the OSS modules) but not '
-                             'implemented yet; encrypt to a local directory and upload it' % module.params['dest'])
     if module.params['workers'] is not None and module.params['workers'] < 1:
         module.fail_json(msg='workers must be >= 1')
     try:
         password = get_password(module)
-        result = run(module, password)
+        if is_oss_url(module.params['dest']):
+            result = run_oss(module, password)
+        else:
+            result = run(module, password)
     except GocryptfsError as exc:
         module.fail_json(msg=str(exc), dest=module.params['dest'])
+    except AlicloudError as exc:
+        module.fail_alicloud(exc, msg='Failed to stream %s into %s' % (module.params['src'], module.params['dest']),
+                             dest=module.params['dest'])
     except OSError as exc:
         module.fail_json(msg='Failed to encrypt %s into %s: %s' % (module.params['src'], module.params['dest'], exc))
     module.exit_json(**result)

@@ -163,8 +163,6 @@ def test_password_options_are_exclusive_and_required(model, tmp_path):
 
 
 def test_bad_inputs(model, tmp_path):
-    result = fail(dict(src=str(model), dest='oss://bucket/prefix', password=PASSWORD))
-    assert 'planned' in result['msg']
     result = fail(dict(src=str(model), dest=str(tmp_path / 'enc'), password='two\nlines'))
     assert 'newline' in result['msg']
     result = fail(dict(src=str(tmp_path / 'missing'), dest=str(tmp_path / 'enc'), password=PASSWORD))
@@ -213,3 +211,43 @@ def test_fuse_method_check_mode_needs_no_binary(model, tmp_path):
                 check_mode=True)
     assert result['changed'] and result['method'] == 'fuse' and result['files_encrypted'] == 5
     assert not dest.exists()
+
+
+@pytest.mark.parametrize('extra, word', [
+    (dict(dest='oss://Bad_Bucket/prefix'), 'bucket name'),
+    (dict(dest='oss://bucket/a/../b'), "'..'"),
+    (dict(method='fuse'), 'method=fuse'),
+    (dict(verify='gocryptfs'), 'verify=gocryptfs'),
+    (dict(part_size='10KiB'), 'part_size'),
+    (dict(part_size='lots'), 'part_size'),
+    (dict(upload_workers=0), 'upload_workers'),
+    (dict(), 'credentials'),        # everything valid, but no credentials: they are looked up last
+])
+def test_oss_dest_bad_inputs_fail_before_any_cloud_call(model, tmp_path, monkeypatch, extra, word):
+    for var in ('ALIBABA_CLOUD_ACCESS_KEY_ID', 'ALIBABA_CLOUD_ACCESS_KEY_SECRET', 'ALIBABA_CLOUD_SECURITY_TOKEN',
+                'ALIBABA_CLOUD_PROFILE', 'ALIBABA_CLOUD_REGION_ID'):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv('ALIBABA_CLOUD_ECS_METADATA_DISABLED', 'true')
+    monkeypatch.setenv('ALIBABA_CLOUD_CONFIG_FILE', str(tmp_path / 'no-aliyun-config.json'))
+    args = dict(src=str(model), dest='oss://bucket/prefix', password=PASSWORD, state_dir=str(tmp_path / 'state'))
+    args.update(extra)
+    result = fail(args)
+    assert word in result['msg'], result
+    assert not (tmp_path / 'state').exists()
+
+
+def test_oss_dest_refuses_symlinks_before_credentials(model, tmp_path, monkeypatch):
+    monkeypatch.setenv('ALIBABA_CLOUD_ECS_METADATA_DISABLED', 'true')
+    (model / 'link').symlink_to('config.json')
+    result = fail(dict(src=str(model), dest='oss://bucket/prefix', password=PASSWORD, state_dir=str(tmp_path / 'state')))
+    assert 'symlinks' in result['msg'] and 'link' in result['msg']
+
+
+def test_local_dest_needs_no_cloud_options(model, tmp_path, monkeypatch):
+    """A local dest never resolves credentials: no cloud option, no environment, no aliyun config."""
+    for var in ('ALIBABA_CLOUD_ACCESS_KEY_ID', 'ALIBABA_CLOUD_ACCESS_KEY_SECRET', 'ALIBABA_CLOUD_REGION_ID'):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv('ALIBABA_CLOUD_CONFIG_FILE', str(tmp_path / 'no-aliyun-config.json'))
+    result = ok(dict(src=str(model), dest=str(tmp_path / 'enc'), password=PASSWORD, workers=1))
+    assert result['changed'] and result['files_encrypted'] == 5
+    assert 'objects_written' not in result and 'bucket' not in result
