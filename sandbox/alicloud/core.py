@@ -117,7 +117,9 @@ class FaultPlan:
     ``rates`` maps a scope to fault rates. A scope is ``"*"`` (every request), a service (``"ecs"``,
     ``"cs"``, ``"oss"``) or ``"<service>:<Action>"``. Fault kinds:
     ``throttling`` (4xx Throttling.User, no retry-after header), ``throttling_retry_after`` (the same with
-    ``x-acs-retry-after``), ``http500``, ``http503``, ``drop`` (close the connection without an answer).
+    ``x-acs-retry-after``), ``http500``, ``http503``, ``drop`` (close the connection without an answer, nothing is
+    executed) and ``drop_after`` (execute the request, then close the connection without an answer: the "answer
+    lost" case that client tokens must survive).
     ``stockouts`` is a set of ``(zone_id, instance_type)`` pairs with no stock; ``quota`` maps an
     action to an error code to return (for quota errors).
 
@@ -128,7 +130,8 @@ class FaultPlan:
     (cluster -> ``failed``, task -> ``fail``), rolled with the same seeded generator.
     """
 
-    KINDS = ("throttling", "throttling_retry_after", "http500", "http503", "drop")
+    # New kinds go at the end: ``pick`` walks this order, so seeded sequences of older plans stay the same.
+    KINDS = ("throttling", "throttling_retry_after", "http500", "http503", "drop", "drop_after")
 
     def __init__(self, seed=0, rates=None, stockouts=None, quota=None):
         self._lock = threading.Lock()
@@ -212,6 +215,12 @@ class RequestLog:
         with self._lock:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(line)
+
+    def clear(self):
+        """Empty the log (the file stays, so that a reader holding its path sees an empty log)."""
+        with self._lock:
+            with open(self.path, "w", encoding="utf-8"):
+                pass
 
     def read(self):
         if not os.path.exists(self.path):

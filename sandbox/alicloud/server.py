@@ -4,7 +4,9 @@ Both services share one port and are told apart by the ``x-acs-version`` header 
 query parameter for the legacy RPC signature); the action comes from ``x-acs-action`` (or
 ``Action``). Each request goes through: admin routing (``/_emulator/...``, loopback only, unsigned)
 -> authentication (:mod:`signing`) -> fault injection (:class:`core.FaultPlan`) -> quota faults ->
-the action handler, under the state lock -> one line in the request log.
+the action handler, under the state lock -> one line in the request log. With the ``drop_after`` fault the
+request runs to the end (state saved, log line written with the status it would have answered) and then
+the connection is closed instead of answering.
 
 Error bodies follow the wire reference section 6: gateway errors and ECS errors as
 ``{"RequestId","HostId","Code","Message","Recommend"}``; CS business errors as
@@ -243,7 +245,18 @@ class ApiHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
+    def _hang_up(self):
+        """Close the connection without an answer (the ``drop`` and ``drop_after`` faults)."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(2)
+        except OSError:
+            pass
+
     def _send(self, status, payload, request_id=None, headers=None, content_type=JSON_TYPE):
+        if getattr(self, "_drop_answer", False):
+            self._hang_up()
+            return
         if isinstance(payload, (dict, list)):
             data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         elif isinstance(payload, bytes):
@@ -278,6 +291,8 @@ class ApiHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self):
         emu = self.server.emu
+        self._drop_answer = False
+        self._fault_tag = None
         split = urlsplit(self.path)
         body = self._read_body()
         if split.path.startswith("/_emulator"):
@@ -315,13 +330,13 @@ class ApiHandler(BaseHTTPRequestHandler):
         fault = emu.faults.pick(service, action)
         if fault == "drop":
             emu.request_log.write(service, action, mutating, 0, None, request_id, fault)
-            self.close_connection = True
-            try:
-                self.connection.shutdown(2)
-            except OSError:
-                pass
+            self._hang_up()
             return
-        if fault:
+        if fault == "drop_after":
+            # run the request to the end, then hang up instead of answering (see _send)
+            self._drop_answer = True
+            self._fault_tag = fault
+        elif fault:
             code, message, status = FAULT_ERRORS[fault]
             headers = {}
             if fault == "throttling_retry_after":
@@ -366,10 +381,11 @@ class ApiHandler(BaseHTTPRequestHandler):
                 result.setdefault(key, request_id)
         elif isinstance(result, str):
             content_type = "text/plain;charset=utf-8"
-        emu.request_log.write(service, action, mutating, status, None, request_id, None)
+        emu.request_log.write(service, action, mutating, status, None, request_id, self._fault_tag)
         self._send(status, result, request_id, content_type=content_type)
 
     def _answer_error(self, service, action, mutating, err, request_id, fault=None):
+        fault = getattr(self, "_fault_tag", None) or fault
         self.server.emu.request_log.write(service, action, mutating, err.status, err.code, request_id, fault)
         self._send(err.status, error_body(service, err, request_id), request_id, headers=err.headers)
 

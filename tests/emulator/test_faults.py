@@ -127,3 +127,89 @@ def test_sts_client_sees_faults_too(alicloud):
     with pytest.raises(ServerException):
         regions(ecs_client(alicloud, sts=True))
     assert cs_client(alicloud, sts=True).describe_clusters_v1(cm.DescribeClustersV1Request()).body is not None
+
+
+# -- drop_after: the request is executed, the answer is lost ------------------------------------------------
+
+G7 = dict(region_id=REGION, instance_type="ecs.g7.xlarge", image_family="acs:alibaba_cloud_linux_3_2104_lts_x64",
+          v_switch_id="vsw-sbx00000000000000000l", security_group_id="sg-sbx0000000000000000001")
+
+
+def all_instances(ecs):
+    return [i.instance_id for i in ecs.describe_instances(em.DescribeInstancesRequest(region_id=REGION)).body.instances.instance]
+
+
+def test_drop_after_executes_then_hangs_up_and_the_client_token_survives(alicloud, ecs):
+    alicloud.set_faults(rates={"ecs:RunInstances": {"drop_after": 1.0}})
+    with pytest.raises(UnretryableException) as info:
+        ecs.run_instances(em.RunInstancesRequest(client_token="answer-lost-1", **G7))
+    assert "Connection aborted" in str(info.value) or "RemoteDisconnected" in str(info.value)
+    created = all_instances(ecs)
+    assert len(created) == 1  # the answer was lost, the instance was made
+    entry = [e for e in alicloud.requests() if e["action"] == "RunInstances"][-1]
+    assert entry == dict(entry, mutating=True, status=200, code=None, fault="drop_after")
+    alicloud.clear_faults()
+    again = ecs.run_instances(em.RunInstancesRequest(client_token="answer-lost-1", **G7)).body.instance_id_sets.instance_id_set
+    assert again == created and all_instances(ecs) == created
+
+
+def test_drop_after_without_client_token_makes_a_duplicate(alicloud, ecs):
+    alicloud.set_faults(rates={"ecs:RunInstances": {"drop_after": 1.0}})
+    with pytest.raises(UnretryableException):
+        ecs.run_instances(em.RunInstancesRequest(**G7))
+    alicloud.clear_faults()
+    ecs.run_instances(em.RunInstancesRequest(**G7))
+    assert len(all_instances(ecs)) == 2  # why modules send client tokens
+
+
+def test_drop_after_of_a_refused_request_changes_nothing(alicloud, ecs):
+    alicloud.set_faults(rates={"ecs:RunInstances": {"drop_after": 1.0}})
+    with pytest.raises(UnretryableException):
+        ecs.run_instances(em.RunInstancesRequest(region_id=REGION))  # MissingParameter, then the answer is lost
+    entry = alicloud.requests()[-1]
+    assert (entry["status"], entry["code"], entry["fault"]) == (400, "MissingParameter", "drop_after")
+    assert all_instances(ecs) == []
+
+
+def test_sdk_retry_after_drop_after_returns_the_same_instance(alicloud):
+    retry = RetryOptions({"retryable": True, "retryCondition": [RetryCondition({
+        "maxAttempts": 4, "exception": ["RetryError"], "backoff": {"policy": "Fixed", "period": 10}, "maxDelay": 100})],
+        "noRetryCondition": []})
+    ecs = ecs_client(alicloud, retry_options=retry)
+    alicloud.set_faults(rates={"ecs:RunInstances": {"drop_after": 0.5}}, seed=1)  # seed 1: the first attempt is dropped
+    before = len(alicloud.requests())
+    ids = ecs.run_instances(em.RunInstancesRequest(client_token="answer-lost-2", **G7)).body.instance_id_sets.instance_id_set
+    runs = [e for e in alicloud.requests()[before:] if e["action"] == "RunInstances"]
+    assert [(e["status"], e["fault"]) for e in runs] == [(200, "drop_after"), (200, None)]
+    assert all_instances(ecs) == ids
+
+
+def test_drop_after_on_cs_create_cluster_with_client_token(alicloud, cs):
+    request = cm.CreateClusterRequest(name="answer-lost", region_id=REGION, cluster_type="ManagedKubernetes",
+                                      cluster_spec="ack.pro.small", vpcid="vpc-sbx000000000000000001",
+                                      vswitch_ids=["vsw-sbx00000000000000000l"], client_token="cs-answer-lost")
+    alicloud.set_faults(rates={"cs:CreateCluster": {"drop_after": 1.0}})
+    with pytest.raises(UnretryableException):
+        cs.create_cluster(request)
+    alicloud.clear_faults()
+    clusters = cs.describe_clusters_v1(cm.DescribeClustersV1Request()).body.clusters
+    assert [c.name for c in clusters] == ["answer-lost"]
+    assert cs.create_cluster(request).body.cluster_id == clusters[0].cluster_id
+    assert len(cs.describe_clusters_v1(cm.DescribeClustersV1Request()).body.clusters) == 1
+
+
+def test_drop_after_is_a_known_kind_and_keeps_old_seeded_sequences(alicloud, ecs):
+    assert "drop_after" in alicloud.set_faults(rates={"ecs": {"drop_after": 0.0}})["rates"]["ecs"]
+
+    def pattern(rates):
+        alicloud.set_faults(rates=rates, seed=11)
+        out = []
+        for dummy in range(12):
+            try:
+                regions(ecs)
+                out.append("ok")
+            except ClientException as err:
+                out.append(err.code)
+        return out
+    # an explicit zero rate for the new kind leaves the seeded sequence of an old plan unchanged
+    assert pattern({"ecs": {"throttling": 0.5}}) == pattern({"ecs": {"throttling": 0.5, "drop_after": 0.0}})
