@@ -8,7 +8,7 @@ What it implements (path-style addressing, ``http://127.0.0.1:PORT/<bucket>/<key
 * signatures V1 and V4, header and presigned-URL forms, STS tokens (``x-oss-security-token``),
   clock-skew check (15 minutes);
 * buckets: PutBucket, GetBucketInfo, GetBucketLocation, DeleteBucket, ListBuckets, Put/GetBucketAcl,
-  Put/Get/DeleteBucketEncryption;
+  Put/Get/DeleteBucketEncryption, Put/Get/DeleteBucketTags;
 * objects: PutObject, CopyObject, GetObject (Range, If-Match and friends), HeadObject,
   GetObjectMeta, DeleteObject, DeleteMultipleObjects, ListObjects, ListObjectsV2, Put/GetObjectAcl;
 * multipart: InitiateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload,
@@ -24,7 +24,14 @@ Fault mapping (OSS has no ``Throttling.User``; these are the codes its documenta
   ``Retry-After: 1`` header (whether the real service sends that header is not verified);
 * ``http500`` -> 500 ``InternalError``; ``http503`` -> 503 ``ServiceUnavailable``;
 * ``drop`` -> the request body is read, nothing is executed, and the connection is closed without an
-  answer (oss2 raises ``RequestError``).
+  answer (oss2 raises ``RequestError``);
+* ``drop_after`` -> the request is executed (an UploadPart, PutObject or CompleteMultipartUpload takes
+  effect), then the connection is closed instead of answering; the request log has the status that was
+  never sent.
+
+Anonymous requests: the object ACL, when it is not ``default``, takes precedence over the bucket ACL (a
+``private`` object in a ``public-read`` bucket is refused, a ``public-read`` object in a ``private`` bucket
+is readable).
 
 Objects live on disk (see :mod:`sandbox.alicloud.oss_store`); bodies are streamed in 1 MiB chunks and
 GET answers are sent with ``sendfile``.
@@ -60,6 +67,7 @@ MAX_XML_BODY = 2 << 20
 MAX_OBJECT_SIZE = 5 << 30
 MAX_DRAIN = 64 << 20
 MIN_PART_SIZE = 100 << 10
+MAX_BUCKET_TAGS = 20
 OWNER_ID = "1688000000000001"
 ACLS = ("private", "public-read", "public-read-write")
 OBJECT_ACLS = ("default",) + ACLS
@@ -72,6 +80,17 @@ RESPONSE_OVERRIDES = {
 }
 AUTH_QUERY = frozenset(["security-token", "OSSAccessKeyId", "Expires", "Signature", "x-oss-signature-version", "x-oss-credential",
                         "x-oss-date", "x-oss-expires", "x-oss-signature", "x-oss-additional-headers", "x-oss-security-token"])
+
+
+def _check_bucket_tag(key, value):
+    """PutBucketTags rules: key 1-64 bytes, not starting with http://, https://, Aliyun or acs (case-insensitive); value <= 128 bytes."""
+    if not key or len(key.encode("utf-8")) > 64:
+        raise OssError(400, "InvalidTag", "The tag key must be 1 to 64 bytes long.", [("TagKey", key[:80])], ec="0010-00000219")
+    if key.lower().startswith(("http://", "https://", "aliyun", "acs")):
+        raise OssError(400, "InvalidTag", "The tag key must not start with http://, https://, Aliyun or acs.", [("TagKey", key)],
+                       ec="0010-00000207")
+    if len(value.encode("utf-8")) > 128:
+        raise OssError(400, "InvalidTag", "The tag value must be at most 128 bytes long.", [("TagKey", key)], ec="0010-00000219")
 
 
 class _Drop(Exception):
@@ -322,6 +341,8 @@ class OssHandler(BaseHTTPRequestHandler):
     def _send(self, status, headers=None, body=b"", content_length=None):
         self._status = status
         self._write_log()
+        if self._fault == "drop_after":
+            raise _Drop()  # executed and logged: now hang up instead of answering
         self.send_response(status)
         self.send_header("x-oss-request-id", self._request_id)
         for name, value in (headers or {}).items():
@@ -369,7 +390,7 @@ class OssHandler(BaseHTTPRequestHandler):
             bucket = req.bucket
             self._action, self._mutating, handler = self._route(req)
             self._fault = self.oss.faults.pick("oss", self._action) if self.oss.faults is not None else None
-            if self._fault:
+            if self._fault and self._fault != "drop_after":
                 self._inject(self._fault)
             ak = self.oss.verifier.verify(req.method, req.bucket or "", req.key, req.query, list(self.headers.items()))
             self._authorize(req, ak, self._action, self._mutating)
@@ -384,11 +405,12 @@ class OssHandler(BaseHTTPRequestHandler):
                     else:
                         self._body.drain()
                 self._send_error(err, bucket)
-            except (_ClientGone, OSError):
+            except (_ClientGone, OSError, _Drop):
                 self.close_connection = True
         except _Drop:
             self.close_connection = True
-            self._status = None
+            if self._fault != "drop_after":
+                self._status = None
         except (_ClientGone, ConnectionError, socket.timeout):
             self.close_connection = True
         except Exception as exc:  # pylint: disable=broad-except
@@ -397,7 +419,7 @@ class OssHandler(BaseHTTPRequestHandler):
             if self._status is None:
                 try:
                     self._send_error(OssError(500, "InternalError", "We encountered an internal error. Please try again. (%s)" % type(exc).__name__))
-                except OSError:
+                except (OSError, _Drop):
                     pass
         finally:
             self._write_log()
@@ -429,16 +451,20 @@ class OssHandler(BaseHTTPRequestHandler):
     def _authorize(self, req, ak, action, mutating):
         if ak is not None:
             return
-        # anonymous: only what a public bucket ACL allows
+        # anonymous: only what the object ACL allows, or (when the object has none) the bucket ACL
+        because = "bucket acl"
         if req.bucket:
             b = self.oss.store.buckets.get(req.bucket)
             if b is not None and req.key:
                 acl = b.info.get("acl")
+                meta = b.objects.get(req.key)
+                if meta is not None and meta.get("acl", "default") != "default":
+                    acl, because = meta["acl"], "object acl"
                 if acl == "public-read-write" and action in ("GetObject", "HeadObject", "GetObjectMeta", "PutObject"):
                     return
                 if acl == "public-read" and action in ("GetObject", "HeadObject", "GetObjectMeta"):
                     return
-        raise OssError(403, "AccessDenied", "You have no right to access this object because of bucket acl.")
+        raise OssError(403, "AccessDenied", "You have no right to access this object because of %s." % because)
 
     def _route(self, req):
         """Return (action, mutating, handler) for a request, or raise NotImplemented for unsupported calls."""
@@ -461,6 +487,8 @@ class OssHandler(BaseHTTPRequestHandler):
                     return only(("acl",), "PutBucketAcl", True, self.put_bucket_acl)
                 if "encryption" in subs:
                     return only(("encryption",), "PutBucketEncryption", True, self.put_bucket_encryption)
+                if "tagging" in subs:
+                    return only(("tagging",), "PutBucketTags", True, self.put_bucket_tags)
                 return only((), "PutBucket", True, self.put_bucket)
             if m in ("GET", "HEAD"):
                 if "bucketInfo" in subs:
@@ -469,6 +497,8 @@ class OssHandler(BaseHTTPRequestHandler):
                     return only(("acl",), "GetBucketAcl", False, self.get_bucket_acl)
                 if "encryption" in subs:
                     return only(("encryption",), "GetBucketEncryption", False, self.get_bucket_encryption)
+                if "tagging" in subs:
+                    return only(("tagging",), "GetBucketTags", False, self.get_bucket_tags)
                 if "location" in subs:
                     return only(("location",), "GetBucketLocation", False, self.get_bucket_location)
                 if "uploads" in subs:
@@ -479,6 +509,8 @@ class OssHandler(BaseHTTPRequestHandler):
             if m == "DELETE":
                 if "encryption" in subs:
                     return only(("encryption",), "DeleteBucketEncryption", True, self.delete_bucket_encryption)
+                if "tagging" in subs:
+                    return only(("tagging",), "DeleteBucketTags", True, self.delete_bucket_tags)
                 return only((), "DeleteBucket", True, self.delete_bucket)
             if m == "POST" and "delete" in subs:
                 return only(("delete",), "DeleteMultipleObjects", True, self.delete_multiple_objects)
@@ -703,6 +735,38 @@ class OssHandler(BaseHTTPRequestHandler):
 
     def delete_bucket_encryption(self, req):
         self.oss.store.update_bucket(req.bucket, sse=None)
+        self._send(204)
+
+    def put_bucket_tags(self, req):
+        self.oss.store.bucket(req.bucket)
+        root = _parse_xml(self._body.read_all(MAX_XML_BODY))
+        tag_set = root.find("TagSet")
+        if root.tag != "Tagging" or tag_set is None:
+            raise malformed_xml()
+        tags = []
+        for node in tag_set.findall("Tag"):
+            key = node.findtext("Key") or ""
+            value = node.findtext("Value") or ""
+            _check_bucket_tag(key, value)
+            if key in [k for k, dummy in tags]:
+                raise OssError(400, "InvalidTag", "The tag key %s appears more than once." % key, [("TagKey", key)], ec="0010-00000219")
+            tags.append((key, value))
+        if len(tags) > MAX_BUCKET_TAGS:
+            raise OssError(400, "InvalidTag", "A bucket can have at most %d tags." % MAX_BUCKET_TAGS, ec="0010-00000219")
+        self.oss.store.update_bucket(req.bucket, tags=[list(t) for t in tags])  # PutBucketTags replaces every tag
+        self._send(200)
+
+    def get_bucket_tags(self, req):
+        b = self.oss.store.bucket(req.bucket)
+        rows = "".join("<Tag><Key>%s</Key><Value>%s</Value></Tag>" % (x(k), x(v)) for k, v in b.info.get("tags") or [])
+        self._send_xml("<Tagging><TagSet>%s</TagSet></Tagging>" % rows)
+
+    def delete_bucket_tags(self, req):
+        b = self.oss.store.bucket(req.bucket)
+        self._body.drain()
+        only_keys = [k for k in req.q.get("tagging", "").split(",") if k]
+        kept = [t for t in b.info.get("tags") or [] if only_keys and t[0] not in only_keys]
+        self.oss.store.update_bucket(req.bucket, tags=kept)
         self._send(204)
 
     def delete_bucket(self, req):
@@ -963,8 +1027,8 @@ class OssHandler(BaseHTTPRequestHandler):
             for f, dummy_start, dummy_size in files:
                 f.close()
             raise no_such_key(req.key) from None
-        self._send(status, headers, b"", content_length=length)
         try:
+            self._send(status, headers, b"", content_length=length)
             pos, remaining = start, length
             for f, seg_start, seg_size in files:
                 inner = pos - seg_start

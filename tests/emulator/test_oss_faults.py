@@ -123,3 +123,63 @@ def test_state_survives_restart(tmp_path):
         assert [o.key for o in oss2.ObjectIteratorV2(bucket)] == ["dir/small.txt", "mp.bin"]
     files = [os.path.join(root, f) for root, dummy_dirs, fs in os.walk(state) for f in fs]
     assert not [f for f in files if f.endswith(".tmp")]
+
+
+def _dropped_after(emu, before, action):
+    entries = [e for e in emu.log()[before:] if e["action"] == action]
+    assert len(entries) == 1 and entries[0]["fault"] == "drop_after" and entries[0]["mutating"]
+    return entries[0]
+
+
+def test_drop_after_put_object_stores_the_object(emu):
+    bucket = emu.bucket("faults")
+    data = os.urandom(150000)
+    emu.faults.configure(rates={"oss:PutObject": {"drop_after": 1.0}})
+    before = len(emu.log())
+    with pytest.raises(oe.RequestError) as err:
+        bucket.put_object("answer-lost.bin", data)
+    assert err.value.status == -2
+    emu.faults.configure(rates={})
+    assert _dropped_after(emu, before, "PutObject")["status"] == 200  # the answer that was never sent
+    assert bucket.get_object("answer-lost.bin").read() == data
+    bucket.delete_object("answer-lost.bin")
+
+
+def test_drop_after_upload_part_and_complete(emu):
+    bucket = emu.bucket("faults", v4=True)
+    parts = [os.urandom(120 * 1024), b"tail"]
+    upload_id = bucket.init_multipart_upload("mp-answer-lost.bin").upload_id
+    emu.faults.configure(rates={"oss:UploadPart": {"drop_after": 1.0}})
+    before = len(emu.log())
+    with pytest.raises(oe.RequestError):
+        bucket.upload_part("mp-answer-lost.bin", upload_id, 1, parts[0])
+    emu.faults.configure(rates={})
+    _dropped_after(emu, before, "UploadPart")
+    listed = bucket.list_parts("mp-answer-lost.bin", upload_id).parts
+    assert [(p.part_number, p.size) for p in listed] == [(1, len(parts[0]))]  # the part arrived
+    second = bucket.upload_part("mp-answer-lost.bin", upload_id, 2, parts[1])
+    infos = [oss2.models.PartInfo(1, listed[0].etag), oss2.models.PartInfo(2, second.etag)]
+    emu.faults.configure(rates={"oss:CompleteMultipartUpload": {"drop_after": 1.0}})
+    before = len(emu.log())
+    with pytest.raises(oe.RequestError):
+        bucket.complete_multipart_upload("mp-answer-lost.bin", upload_id, infos)
+    emu.faults.configure(rates={})
+    _dropped_after(emu, before, "CompleteMultipartUpload")
+    assert bucket.get_object("mp-answer-lost.bin").read() == b"".join(parts)  # the object is complete
+    with pytest.raises(oe.NoSuchUpload):  # a retried Complete finds the upload gone, as on the service
+        bucket.complete_multipart_upload("mp-answer-lost.bin", upload_id, infos)
+    bucket.delete_object("mp-answer-lost.bin")
+
+
+def test_drop_after_get_object_sends_no_byte(emu):
+    bucket = emu.bucket("faults")
+    emu.faults.configure(rates={"oss:GetObject": {"drop_after": 1.0}})
+    with pytest.raises(oe.RequestError):
+        bucket.get_object("present.txt").read()
+    before = len(emu.log())
+    with pytest.raises(oe.RequestError):  # an error answer is lost too
+        bucket.get_object("missing.txt")
+    entry = emu.log()[before:][0]
+    assert (entry["status"], entry["code"], entry["fault"]) == (404, "NoSuchKey", "drop_after")
+    emu.faults.configure(rates={})
+    assert bucket.get_object("present.txt").read() == b"here"
