@@ -8,7 +8,8 @@ PUT    /_emulator/faults           ``FaultPlan.configure(**body)``: rates, stock
 PUT    /_emulator/clock            ``{"scale": x, "durations": {name: seconds}}``
 GET    /_emulator/clock            the clock
 GET    /_emulator/requests         the request log as a JSON list (``?since=<epoch>``)
-POST   /_emulator/reset            drop every ECS/CS resource
+POST   /_emulator/reset            drop every ECS/CS resource; body ``{"requests": true}`` also empties the
+                                   request log (default: the log is kept)
 GET    /_emulator/kubernetes       the Kubernetes stand-in kubeconfigs point at (secrets removed)
 PUT    /_emulator/kubernetes       ``{"server": "http://127.0.0.1:N", "token"?, "certificate-authority-data"?,
                                    "client-certificate-data"?, "client-key-data"?, "insecure-skip-tls-verify"?}``
@@ -94,8 +95,17 @@ def handle_admin(emu, method, path, query, body):
             entries = [e for e in entries if e["time"] >= since]
         return 200, entries, JSON_TYPE
     if route == "/reset" and method == "POST":
+        options = _json(body)
+        unknown = sorted(set(options) - {"requests"})
+        if unknown:
+            raise ValueError("unknown reset option(s): %s" % ", ".join(unknown))
+        clear_log = options.get("requests", False)
+        if not isinstance(clear_log, bool):
+            raise ValueError("requests must be true or false")
         emu.state.reset()
-        return 200, {"status": "reset"}, JSON_TYPE
+        if clear_log:
+            emu.request_log.clear()
+        return 200, {"status": "reset", "requests_cleared": clear_log}, JSON_TYPE
     if route == "/kubernetes":
         if method == "PUT":
             data = _json(body)

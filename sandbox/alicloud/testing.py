@@ -199,8 +199,9 @@ class EmulatorProcess:
     def mutating_requests(self, since=None):
         return [r for r in self.requests(since) if r["mutating"]]
 
-    def reset(self):
-        return self.admin("POST", "/reset")
+    def reset(self, requests=False):
+        """Drop every ECS/CS resource; with ``requests=True`` also empty the request log."""
+        return self.admin("POST", "/reset", {"requests": True} if requests else None)
 
 
 def _config(emu, sts=False, **kw):

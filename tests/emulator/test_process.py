@@ -5,6 +5,7 @@ import os
 import stat
 import subprocess
 import sys
+import urllib.error
 
 import pytest
 from alibabacloud_cs20151215 import models as cm
@@ -117,3 +118,24 @@ def test_config_files_read_at_start(tmp_path):
         with pytest.raises(ClientException) as info:
             ecs.run_instances(req)
         assert info.value.code == "OperationDenied.NoStock"
+
+
+def test_reset_keeps_the_request_log_unless_asked(alicloud, ecs):
+    ecs.describe_regions(em.DescribeRegionsRequest())
+    logged = alicloud.requests()
+    assert logged
+    assert alicloud.reset() == {"status": "reset", "requests_cleared": False}
+    assert alicloud.requests()[:len(logged)] == logged  # the default is unchanged: the log stays
+    iid = ecs.run_instances(em.RunInstancesRequest(
+        region_id=REGION, instance_type="ecs.g7.xlarge", image_family="acs:alibaba_cloud_linux_3_2104_lts_x64",
+        v_switch_id="vsw-sbx00000000000000000h", security_group_id="sg-sbx0000000000000000001")).body.instance_id_sets.instance_id_set[0]
+    assert alicloud.reset(requests=True) == {"status": "reset", "requests_cleared": True}
+    assert alicloud.requests() == []
+    assert ecs.describe_instances(em.DescribeInstancesRequest(region_id=REGION, instance_ids=json.dumps([iid]))).body.total_count == 0
+    ecs.describe_regions(em.DescribeRegionsRequest())
+    assert [(e["action"], e["status"]) for e in alicloud.requests()] == [("DescribeInstances", 200), ("DescribeRegions", 200)]
+    for bad in ({"requests": "yes"}, {"request": True}):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            alicloud.admin("POST", "/reset", bad)
+        assert err.value.code == 400
+    assert len(alicloud.requests()) == 2  # a refused reset changes nothing
