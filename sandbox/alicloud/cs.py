@@ -55,6 +55,14 @@ def cs_time(epoch):
     return time.strftime("%Y-%m-%dT%H:%M:%S+08:00", time.gmtime(epoch + TZ_OFFSET))
 
 
+def creation_order(record, shown, ident):
+    """Sort key of every list: creation time (the shown second, then the exact time kept in ``_created``), then id.
+
+    Records written by an older emulator have no ``_created``; they sort by the shown time and the id.
+    """
+    return (shown, record.get("_created", 0.0), ident)
+
+
 def _bool(value, name, default=False):
     if value is None or value == "":
         return default
@@ -99,7 +107,7 @@ def new_task(emu, now, cluster_id, task_type, target=None, key=None, fail=False,
     task = {"task_id": task_id, "cluster_id": cluster_id, "task_type": task_type, "state": "running",
             "created": cs_time(now), "updated": cs_time(now), "current_stage": "", "stages": [], "events": [],
             "target": target or {"id": cluster_id, "type": "cluster"}, "parameters": params or {}, "outputs": {},
-            "task_result": [], "error": None, "_nodes": list(nodes or []), "_error": error}
+            "task_result": [], "error": None, "_nodes": list(nodes or []), "_error": error, "_created": now}
     start_phase(task, key or "cs.task", [[0, "running"], [1.0, "fail" if fail else "success"]], now)
     emu.state["tasks"][task_id] = task
     return task
@@ -334,7 +342,7 @@ def create_cluster(call):
         "region_id": region, "zone_id": zone, "vpc_id": vpc_id, "vswitch_id": vswitch_ids[0], "vswitch_ids": vswitch_ids,
         "security_group_id": sg, "resource_group_id": body.get("resource_group_id") or "rg-sbx0000000000",
         "state": "initial", "size": 0, "current_version": version, "init_version": version, "next_version": "",
-        "docker_version": "", "created": cs_time(call.now), "updated": cs_time(call.now),
+        "docker_version": "", "created": cs_time(call.now), "updated": cs_time(call.now), "_created": call.now,
         "container_cidr": body.get("container_cidr") or "", "subnet_cidr": body.get("container_cidr") or "",
         "service_cidr": body.get("service_cidr") or "172.19.0.0/20", "node_cidr_mask": str(body.get("node_cidr_mask") or "26"),
         "proxy_mode": body.get("proxy_mode") or "ipvs", "ip_stack": body.get("ip_stack") or "ipv4", "network_mode": "vpc",
@@ -370,7 +378,7 @@ def describe_cluster_detail(call, cluster_id):
 def describe_clusters_v1(call):
     q = call.query
     found = []
-    for cluster in sorted(call.state["clusters"].values(), key=lambda c: c["created"]):
+    for cluster in sorted(call.state["clusters"].values(), key=lambda c: creation_order(c, c["created"], c["cluster_id"])):
         if q.get("name") and q["name"] not in cluster["name"]:
             continue
         if any(q.get(k) and q[k] != cluster[k] for k in ("cluster_type", "cluster_spec", "profile", "region_id", "cluster_id")):
@@ -419,7 +427,7 @@ def describe_task_info(call, task_id):
 def describe_cluster_tasks(call, cluster_id):
     get_cluster(call, cluster_id)
     tasks = [t for t in call.state["tasks"].values() if t["cluster_id"] == cluster_id]
-    tasks.sort(key=lambda t: t["created"], reverse=True)
+    tasks.sort(key=lambda t: creation_order(t, t["created"], t["task_id"]), reverse=True)
     number = _int(call.query.get("page_number"), "page_number", 1, 1)
     size = _int(call.query.get("page_size"), "page_size", 10, 1, 100)
     page = tasks[(number - 1) * size:number * size]
@@ -510,6 +518,7 @@ def _create_pool(call, cluster, body, skip_state_check=False):
         "node_config": body.get("node_config") or {},
         "status": {"state": "initial"},
         "max_nodes": body.get("max_nodes") or 0,
+        "_created": call.now,
     }
     fail = call.faults.lifecycle_fails("cs.nodepool.create")
     start_phase(pool, "cs.nodepool.create", [[0, "initial"], [1.0, "active"]], call.now)
@@ -537,7 +546,7 @@ def _scale_to(call, pool, desired):
     ess = [n for n in _pool_nodes(call, pid) if n["source"] == "ess" and n["state"] != "removing"]
     created = []
     if desired < len(ess):
-        for node in sorted(ess, key=lambda n: n["creation_time"], reverse=True)[:len(ess) - desired]:
+        for node in sorted(ess, key=lambda n: creation_order(n, n["creation_time"], n["instance_id"]), reverse=True)[:len(ess) - desired]:
             _remove_node(call, node, release=True)
         return [], None
     sg_body = pool["scaling_group"]
@@ -569,7 +578,8 @@ def _add_node(call, pool, inst, source):
     ip = inst["VpcAttributes"]["PrivateIpAddress"]["IpAddress"][0]
     node = {"instance_id": inst["InstanceId"], "cluster_id": pool["cluster_id"], "nodepool_id": pool["nodepool_info"]["nodepool_id"],
             "node_name": "%s.%s" % (call.catalog.region, ip), "state": "initial", "source": source,
-            "creation_time": cs_time(call.now), "error_message": "", "_fail": call.faults.lifecycle_fails("cs.node.join")}
+            "creation_time": cs_time(call.now), "error_message": "", "_fail": call.faults.lifecycle_fails("cs.node.join"),
+            "_created": call.now}
     call.state["nodes"][inst["InstanceId"]] = node
     return node
 
@@ -610,7 +620,7 @@ def describe_cluster_node_pools(call, cluster_id):
     name = call.query.get("NodepoolName")
     pools = [p for p in call.state["nodepools"].values() if p["cluster_id"] == cluster_id
              and (not name or name in p["nodepool_info"]["name"])]
-    pools.sort(key=lambda p: p["nodepool_info"]["created"])
+    pools.sort(key=lambda p: creation_order(p, p["nodepool_info"]["created"], p["nodepool_info"]["nodepool_id"]))
     return {"nodepools": [pool_view(call, p) for p in pools]}
 
 
@@ -762,7 +772,7 @@ def describe_cluster_nodes(call, cluster_id):
     names = [n for n in (q.get("nodeNames") or "").split(",") if n]
     ips = [n for n in (q.get("nodeIps") or "").split(",") if n]
     nodes = []
-    for node in sorted(call.state["nodes"].values(), key=lambda n: (n["creation_time"], n["instance_id"])):
+    for node in sorted(call.state["nodes"].values(), key=lambda n: creation_order(n, n["creation_time"], n["instance_id"])):
         if node["cluster_id"] != cluster_id or (pool_id and node["nodepool_id"] != pool_id):
             continue
         if want_state != "all" and node["state"] != want_state:
