@@ -663,6 +663,15 @@ class ClusterManager:
             if self.p["wait"] and not self.module.check_mode:
                 self.wait_gone(cid, "wait for cluster %s to be deleted" % cid)
             return {}
+        if cluster["state"] == "initial" and self.p["wait"] and not self.module.check_mode:
+            # still being created: the service refuses the delete until the creation has ended
+            cluster = self.module.wait(lambda: ack.describe_cluster(self.module, self.cs, cid) or {"state": "gone"},
+                                       lambda c: c["state"] != "initial", timeout=self.timeout(),
+                                       delay=ack.poll_delay(self.timeout()),
+                                       describe=lambda c: "cluster %s is %s" % (cid, c["state"]),
+                                       operation="wait for the creation of cluster %s to end" % cid)
+            if cluster["state"] == "gone":
+                return {}
         if cluster["deletion_protection"]:
             self.module.fail_json(msg="cluster %s has deletion_protection enabled; set deletion_protection: false "
                                       "with state=present first" % cid, cluster=cluster)
