@@ -472,7 +472,7 @@ def plan_oss(src_root, src_entries, scan, manifest, keys, prefix, root_iv=None, 
         disk, name_data = cipher_entry_name(encrypt_name(keys.names, piv, base))
         crel = _sjoin(pcrel, disk)
         name_key = prefix + crel + LONGNAME_SUFFIX if name_data is not None else None
-        if len(prefix + crel + longest_suffix) > MAX_KEY_BYTES:
+        if len((prefix + crel + longest_suffix).encode('utf-8')) > MAX_KEY_BYTES:
             raise GocryptfsError('the object key for %s would be longer than %d bytes (nesting too deep for OSS)'
                                  % (os.fsdecode(rel), MAX_KEY_BYTES))
         return crel, name_key, name_data
