@@ -9,7 +9,8 @@ Error codes that the reference marks as unknown ([U]) and for which the emulator
 of a pool with nodes without ``force``), ``DependencyResourceExist`` (400, DeleteCluster while node
 pools remain; real ACK may instead delete them), ``ErrorDeletionProtection`` (400),
 ``IncorrectInstanceStatus`` (400, attaching an instance that is not Running),
-``ErrorInstanceAlreadyAttached`` (400), ``ErrorAttachTokenInvalid`` (join with a bad token).
+``ErrorInstanceAlreadyAttached`` (400), ``ErrorAttachTokenInvalid`` (join with a bad token), ``ErrorClusterState`` (ModifyCluster of a
+cluster that is not running) and the CS tag codes (borrowed from ECS TagResources).
 Modules must not hard-code them.
 
 Lifecycles (durations from :class:`core.Clock`): cluster ``initial`` -> ``running`` (or ``failed``
@@ -413,6 +414,209 @@ def delete_cluster(call, cluster_id):
     cluster["state"] = "deleting"
     start_phase(cluster, "cs.cluster.delete", [[0, "deleting"], [1.0, GONE]], call.now)
     return 202, {"cluster_id": cluster_id, "task_id": task["task_id"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# ModifyCluster, TagResources, UntagResources
+
+PRO_SPECS = ("ack.pro.small", "ack.pro.xlarge", "ack.pro.2xlarge", "ack.pro.4xlarge")
+# ModifyClusterRequest fields that the emulator does not model: refused, so that no caller believes a change happened.
+MODIFY_UNMODELLED = ("access_control_list", "api_server_custom_cert_sans", "control_plane_config", "control_plane_endpoints_config",
+                     "ingress_domain_rebinding", "ingress_loadbalancer_id", "system_events_logging")
+MAINTENANCE_KEYS = ("enable", "maintenance_time", "duration", "recurrence", "weekly_period", "exclusions")
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+CLUSTER_NAME = re.compile(r"^[^-][\w\-\u4e00-\u9fff]{0,62}$")
+MAX_CLUSTER_TAGS = 20
+
+
+def _modify_name(call, cluster, name):
+    if not isinstance(name, str) or not CLUSTER_NAME.match(name):
+        raise ApiError("InvalidParameter", "cluster_name must be 1-63 characters (letters, digits, Chinese characters, hyphens; "
+                       "not starting with a hyphen)")
+    for other in call.state["clusters"].values():
+        if other is not cluster and other["name"] == name and other["region_id"] == cluster["region_id"]:
+            raise ApiError("ClusterNameAlreadyExist", "cluster name %s already exists" % name)
+    return name
+
+
+def _modify_maintenance_window(current, window):
+    if not isinstance(window, dict):
+        raise ApiError("InvalidParameter", "maintenance_window must be an object")
+    unknown = sorted(set(window) - set(MAINTENANCE_KEYS))
+    if unknown:
+        raise ApiError("InvalidParameter", "maintenance_window: unknown field(s) %s" % ", ".join(unknown))
+    merged = dict(current or {})
+    merged.update(window)
+    merged["enable"] = _bool(merged.get("enable"), "maintenance_window.enable")
+    days = merged.get("weekly_period")
+    if days and any(day not in WEEKDAYS for day in str(days).split(",")):
+        raise ApiError("InvalidParameter", "maintenance_window.weekly_period must list week days (Monday,...,Sunday)")
+    if merged["enable"] and not (merged.get("maintenance_time") or merged.get("recurrence")):
+        raise ApiError("InvalidParameter", "maintenance_window needs maintenance_time (or recurrence) when enabled")
+    return merged
+
+
+def _modify_endpoint(cluster, public, eip_id):
+    master = json.loads(cluster["master_url"])
+    if public:
+        master["api_server_endpoint"] = "https://%s.%s.cs.emulator.invalid:6443" % (cluster["cluster_id"], cluster["region_id"])
+    else:
+        master["api_server_endpoint"] = ""
+    cluster["master_url"] = json.dumps(master)
+    cluster["_api_server_eip_id"] = (eip_id or "eip-" + secrets.token_hex(10)) if public else ""
+
+
+@action("ModifyCluster", "PUT", "/api/v2/clusters/{cluster_id}", mutating=True)
+def modify_cluster(call, cluster_id):
+    """Validate every field first, then change all of them (all or nothing)."""
+    cluster = get_cluster(call, cluster_id)
+    body = call.json_body()
+    if not isinstance(body, dict):
+        raise ApiError("InvalidParameter", "the body must be a JSON object")
+    token = body.get("client_token")
+    tokens = call.state.data.setdefault("cs_modify_tokens", {})  # ModifyCluster client_token -> {cluster_id, task_id}
+    done = tokens.get(token) if token else None
+    if done and done["cluster_id"] == cluster_id:
+        return {"cluster_id": cluster_id, "task_id": done["task_id"]}
+    for key in MODIFY_UNMODELLED:
+        if body.get(key) not in (None, "", [], {}):
+            raise ApiError("InvalidParameter", "the emulator does not model ModifyCluster.%s" % key)
+    if cluster["state"] != "running" or cluster.get("_phase"):
+        raise ApiError("ErrorClusterState", "cluster %s is in state %s, the operation requires running" % (cluster_id, cluster["state"]))
+    changes = {}
+    if body.get("cluster_name") is not None:
+        changes["name"] = _modify_name(call, cluster, body["cluster_name"])
+    for key in ("deletion_protection", "instance_deletion_protection", "enable_rrsa"):
+        if body.get(key) is not None:
+            changes[key] = _bool(body[key], key)
+    eip_id = body.get("api_server_eip_id")
+    if eip_id not in (None, "") and (not isinstance(eip_id, str) or not eip_id.startswith("eip-")):
+        raise ApiError("InvalidParameter", "api_server_eip_id %s is not an EIP id" % eip_id)
+    public = None if body.get("api_server_eip") is None else _bool(body["api_server_eip"], "api_server_eip")
+    if eip_id and public is False:
+        raise ApiError("InvalidParameter", "api_server_eip_id needs api_server_eip=true")
+    rg = body.get("resource_group_id")
+    if rg is not None:
+        if not isinstance(rg, str) or not rg.startswith("rg-"):
+            raise ApiError("InvalidParameter", "resource_group_id %s is not valid" % rg)
+        changes["resource_group_id"] = rg
+    sg = body.get("security_group_id")
+    if sg is not None:
+        entry = call.catalog.security_groups.get(sg)
+        if entry is None:
+            raise ApiError("InvalidParameter", "security group %s not found" % sg)
+        if entry.get("VpcId") != cluster["vpc_id"]:
+            raise ApiError("InvalidParameter", "security group %s is not in vpc %s" % (sg, cluster["vpc_id"]))
+        changes["security_group_id"] = sg
+    vswitch_ids = body.get("vswitch_ids")
+    if vswitch_ids is not None:
+        if not isinstance(vswitch_ids, list) or not vswitch_ids or not all(isinstance(v, str) for v in vswitch_ids):
+            raise ApiError("InvalidParameter", "vswitch_ids must be a non-empty list of vswitch ids")
+        _check_vswitches(call, cluster["vpc_id"], vswitch_ids, "vswitch_ids")
+        changes["vswitch_ids"] = list(vswitch_ids)
+        changes["vswitch_id"] = vswitch_ids[0]
+    spec = body.get("cluster_spec")
+    if spec is not None and spec != cluster["cluster_spec"]:
+        if spec not in PRO_SPECS:
+            raise ApiError("InvalidParameter", "cluster_spec %s is not valid (%s)" % (spec, ", ".join(PRO_SPECS)))
+        if cluster["cluster_spec"] not in PRO_SPECS:
+            raise ApiError("InvalidParameter", "cluster_spec can change only between ack.pro.* tiers (the cluster is %s)"
+                           % cluster["cluster_spec"])
+        changes["cluster_spec"] = spec
+    if body.get("maintenance_window") is not None:
+        changes["maintenance_window"] = _modify_maintenance_window(cluster.get("maintenance_window"), body["maintenance_window"])
+    if body.get("operation_policy") is not None:
+        if not isinstance(body["operation_policy"], dict):
+            raise ApiError("InvalidParameter", "operation_policy must be an object")
+        policy = json.loads(json.dumps(cluster.get("operation_policy") or {}))
+        _merge(policy, body["operation_policy"])
+        changes["operation_policy"] = policy
+    if body.get("timezone") is not None:
+        if not isinstance(body["timezone"], str) or not re.match(r"^[A-Za-z_]+(/[A-Za-z0-9_+\-]+)*$", body["timezone"]):
+            raise ApiError("InvalidParameter", "timezone %s is not valid" % body["timezone"])
+        changes["timezone"] = body["timezone"]
+    task = new_task(call.emu, call.now, cluster_id, "cluster_update",
+                    params={k: v for k, v in body.items() if k != "client_token"})
+    for key in ("instance_deletion_protection", "enable_rrsa"):
+        if key in changes:
+            cluster["_" + key] = changes.pop(key)
+    cluster.update(changes)
+    if public is not None or eip_id:
+        _modify_endpoint(cluster, True if public is None else public, eip_id)
+    cluster["updated"] = cs_time(call.now)
+    if token:
+        tokens[token] = {"cluster_id": cluster_id, "task_id": task["task_id"]}
+    return {"cluster_id": cluster_id, "task_id": task["task_id"]}
+
+
+def _tag_clusters(call, resource_type, resource_ids, region):
+    if not resource_type:
+        raise ApiError("MissingParameter.ResourceType", "resource_type is required")
+    if resource_type != "CLUSTER":
+        raise ApiError("InvalidParameter", "resource_type %s is not supported (CLUSTER)" % resource_type)
+    if region and region != call.catalog.region:
+        raise ApiError("InvalidParameter", "region_id %s is not supported" % region)
+    if not isinstance(resource_ids, list) or not resource_ids or not all(isinstance(r, str) and r for r in resource_ids):
+        raise ApiError("MissingParameter.ResourceIds", "resource_ids must be a non-empty list")
+    if len(resource_ids) > 50:
+        raise ApiError("NumberExceed.ResourceIds", "at most 50 resource_ids")
+    return [get_cluster(call, cid) for cid in dict.fromkeys(resource_ids)]
+
+
+def _check_tag(key, value):
+    low = key.lower() if isinstance(key, str) else ""
+    if not low or len(key) > 128 or low.startswith(("aliyun", "acs:")) or "http://" in low or "https://" in low:
+        raise ApiError("InvalidTagKey.Malformed", "tag key %r is not valid" % (key,))
+    if not isinstance(value, str) or len(value) > 128 or "http://" in value.lower() or "https://" in value.lower():
+        raise ApiError("InvalidTagValue.Malformed", "tag value of %s is not valid" % key)
+
+
+@action("TagResources", "PUT", "/tags", mutating=True, request_id=False)
+def tag_resources(call):
+    body = call.json_body()
+    if not isinstance(body, dict):
+        raise ApiError("InvalidParameter", "the body must be a JSON object")
+    clusters = _tag_clusters(call, body.get("resource_type"), body.get("resource_ids"), body.get("region_id"))
+    tags = body.get("tags")
+    if not isinstance(tags, list) or not tags or not all(isinstance(t, dict) for t in tags):
+        raise ApiError("MissingParameter.Tags", "tags must be a non-empty list of {key, value}")
+    if len(tags) > 20:
+        raise ApiError("NumberExceed.Tags", "at most 20 tags per call")
+    new = {}
+    for tag in tags:
+        value = "" if tag.get("value") is None else tag.get("value")
+        _check_tag(tag.get("key"), value)
+        if tag["key"] in new:
+            raise ApiError("Duplicate.TagKey", "tag key %s is given twice" % tag["key"])
+        new[tag["key"]] = value
+    merged = {}
+    for cluster in clusters:
+        have = {t["key"]: t.get("value", "") for t in cluster["tags"] if isinstance(t, dict) and t.get("key")}
+        have.update(new)
+        if len(have) > MAX_CLUSTER_TAGS:
+            raise ApiError("OperationDenied.QuotaExceed", "cluster %s would have more than %d tags" % (cluster["cluster_id"], MAX_CLUSTER_TAGS))
+        merged[cluster["cluster_id"]] = have
+    for cluster in clusters:
+        cluster["tags"] = [{"key": k, "value": v} for k, v in merged[cluster["cluster_id"]].items()]
+    return {"RequestId": call.request_id}
+
+
+@action("UntagResources", "DELETE", "/tags", mutating=True, request_id=False)
+def untag_resources(call):
+    ids = _json_query(call, "resource_ids")
+    clusters = _tag_clusters(call, call.query.get("resource_type"), ids, call.query.get("region_id"))
+    keys = _json_query(call, "tag_keys")
+    if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
+        raise ApiError("InvalidParameter", "tag_keys must be a JSON array of strings")
+    remove_all = _bool(call.query.get("all"), "all")
+    if len(keys or []) > 20:
+        raise ApiError("NumberExceed.Tags", "at most 20 tag_keys per call")
+    for cluster in clusters:
+        if keys:
+            cluster["tags"] = [t for t in cluster["tags"] if t.get("key") not in keys]
+        elif remove_all:
+            cluster["tags"] = []
+    return {"RequestId": call.request_id}
 
 
 @action("DescribeTaskInfo", "GET", "/tasks/{task_id}", request_id=False)
