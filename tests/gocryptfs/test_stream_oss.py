@@ -38,6 +38,8 @@ from ansible.module_utils.testing import patch_module_args  # noqa: E402  pylint
 
 from ansible_collections.confidential_ai.ack.plugins.module_utils import gocryptfs as g  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.confidential_ai.ack.plugins.module_utils import oss  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.confidential_ai.ack.plugins.module_utils._alicloud_errors import AlicloudError  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.confidential_ai.ack.plugins.module_utils._alicloud_retry import RetryPolicy  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.confidential_ai.ack.plugins.modules import gocryptfs_encrypt  # noqa: E402  pylint: disable=wrong-import-position
 
 from sandbox.alicloud.testing import REPO_ROOT, EmulatorProcess  # noqa: E402  pylint: disable=wrong-import-position
@@ -340,6 +342,34 @@ def test_without_manifest_everything_is_sent_again_under_the_same_keys(emu, buck
     assert stats['manifest_ignored'] == 'not found' and stats['files_encrypted'] == 12
     after = listing(bucket, 'models/m/')
     assert set(after) == set(before)
+    assert g.verify_oss_tree(str(src), bucket, 'models/m', master_key_of(bucket, 'models/m/'), CALL) == []
+
+
+def test_transient_faults_are_retried(emu, bucket, tmp_path):
+    src = make_tree(tmp_path / 'model')
+    emu.set_faults(rates={'oss:UploadPart': {'drop': 0.2}, 'oss': {'http503': 0.05, 'throttling': 0.05}}, seed=7)
+    stats = stream(bucket, src, tmp_path / 'manifest.json', upload_workers=2)
+    emu.clear_faults()
+    assert stats['files_encrypted'] == 12
+    assert any(r['fault'] for r in emu.requests())
+    assert g.verify_oss_tree(str(src), bucket, 'models/m', master_key_of(bucket, 'models/m/'), CALL) == []
+    assert oss.list_uploads(CALL, bucket, 'models/m/') == []
+
+
+def test_hard_failure_aborts_the_upload_and_keeps_what_finished(emu, bucket, tmp_path):
+    src = make_tree(tmp_path / 'model')
+    manifest = tmp_path / 'manifest.json'
+    impatient = oss.retry_call(RetryPolicy(max_attempts=2, base=0.01))
+    emu.set_faults(rates={'oss:UploadPart': {'http500': 1.0}}, seed=1)
+    with pytest.raises(AlicloudError):
+        g.encrypt_tree_to_oss(str(src), bucket, 'models/m', PASSWORD, impatient, workers=2, manifest_path=str(manifest),
+                              part_size=MIB, upload_workers=2, **FAST)
+    emu.clear_faults()
+    assert oss.list_uploads(CALL, bucket, 'models/m/') == []        # the failed object's upload was aborted
+    # files sent before the multipart one (b4095, b4096, b4097, the 200-character name, config.json, empty)
+    # are in the manifest: the next run skips them and sends the rest
+    stats = stream(bucket, src, manifest)
+    assert stats['files_skipped'] >= 4 and stats['files_encrypted'] == 12 - stats['files_skipped']
     assert g.verify_oss_tree(str(src), bucket, 'models/m', master_key_of(bucket, 'models/m/'), CALL) == []
 
 
