@@ -252,12 +252,14 @@ class OssScan:
         self.stale = []         # keys safe to delete: .name objects without their entry
         self.root_iv = None
         self.objects = {}       # crel -> {"size", "etag", ...}
+        self.markers = []       # crel of directory marker objects ("dir/") written by other tools
         self.reads = 0          # GET requests made for dirivs and .name objects
 
     def keys_under(self, crel):
         """Every object key of a ciphertext entry (a file, or a directory and everything below it)."""
         base = crel + '/'
         keys = [self.prefix + c for c in self.objects if c == crel or c.startswith(base)]
+        keys.extend(self.prefix + m for m in self.markers if m.startswith(base))
         return keys
 
 
@@ -276,7 +278,9 @@ def scan_oss(call, bucket, prefix, objects, keys):
     for key, meta in objects.items():
         crel = key[len(prefix):]
         if not crel or crel.endswith('/'):
-            continue        # directory marker objects written by other tools
+            if crel:
+                scan.markers.append(crel)   # directory marker objects written by other tools: ignored
+            continue
         parts = crel.split('/')
         if '' in parts:
             scan.unknown.append(key)

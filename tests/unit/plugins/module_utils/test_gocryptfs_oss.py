@@ -114,6 +114,15 @@ def test_scan_oss_decrypts_names_dirs_and_long_names():
     assert sorted(scan.entries) == sorted(tree)
     assert scan.entries[b'sub'].kind == 'd' and scan.entries[b'sub/deep/z'].kind == 'f'
     assert scan.entries[b'sub/' + b'l' * 200].name_key.endswith('.name')
+    # removing a directory removes everything below it, markers included
+    sub = scan.entries[b'sub'].crel
+    objects['p/' + sub + '/'] = b''
+    scan = g.scan_oss(call, FakeBucket(objects), 'p/', listing(objects), keys)
+    under = scan.keys_under(sub)
+    assert 'p/' + sub + '/' in under and 'p/' + sub + '/gocryptfs.diriv' in under and len(under) == 6
+    del objects['p/' + sub + '/']
+    fake = FakeBucket(objects)
+    scan = g.scan_oss(call, fake, 'p/', listing(objects), keys)
     # reads: root diriv, 3 dir dirivs, 2 .name objects - and nothing else (file contents are never read)
     assert len(fake.reads) == 6 == scan.reads
     # an orphan .name object is stale; a foreign object is unknown
