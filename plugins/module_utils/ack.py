@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
+import tempfile
 
 try:
     from alibabacloud_cs20151215 import models as cs_models
@@ -712,3 +714,24 @@ def create_once(module, create, lookup, operation):
         return ("created", create())
 
     return module.call(attempt, operation=operation)
+
+
+def write_private(path, text, mode=0o600):
+    """Write ``text`` to ``path`` atomically, created with ``mode`` and never wider.
+
+    Used for files that hold credentials (a kubeconfig, a node join script): a temporary file in
+    the same directory gets the mode before any byte is written, then replaces ``path``.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".cai-ack-", dir=directory)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -128,7 +128,6 @@ kubeconfig:
 
 import os
 import stat
-import tempfile
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
@@ -184,22 +183,6 @@ def identity(config):
         "current_context": current,
         "users": sorted(str(u.get("name")) for u in config.get("users") or [] if isinstance(u, dict)),
     }
-
-
-def write_private(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".kubeconfig-", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def main():
@@ -282,7 +265,7 @@ def main():
             if not os.path.isdir(parent):
                 os.makedirs(parent, mode=0o700)
             if content_changed:
-                write_private(dest, content)
+                ack.write_private(dest, content, 0o600)
             else:
                 os.chmod(dest, 0o600)
         except OSError as exc:

@@ -156,7 +156,6 @@ attach_script:
 
 import os
 import re
-import tempfile
 import time
 
 from ansible_collections.confidential_ai.ack.plugins.module_utils.alicloud import AlicloudError, AlicloudModule
@@ -181,23 +180,6 @@ def script_text(command, cluster_id, nodepool_id):
             "# It holds a join token: keep this file private and delete it once the node has joined.\n"
             "set -euo pipefail\n"
             "%s \"$@\"\n") % (nodepool_id, cluster_id, command.strip())
-
-
-def write_private(path, text):
-    """Write ``text`` to ``path`` atomically with mode 0700 (created that way, never wider)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".ack-attach-", dir=directory)
-    try:
-        os.fchmod(fd, 0o700)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def main():
@@ -268,7 +250,7 @@ def main():
     result["path"] = p["dest"]
     if not module.check_mode:
         try:
-            write_private(p["dest"], script_text(command, p["cluster_id"], p["nodepool_id"]))
+            ack.write_private(p["dest"], mode=0o700, text=script_text(command, p["cluster_id"], p["nodepool_id"]))
         except OSError as exc:
             module.fail_json(msg="dest: cannot write %s: %s" % (p["dest"], exc.strerror or exc))
     module.exit_json(changed=True, attach_script=result)

@@ -182,7 +182,7 @@ def test_secrets_of_the_attach_command():
 def test_script_is_private_and_passes_arguments(tmp_path):
     path = tmp_path / "attach.sh"
     text = ack_node_attach_script.script_text(COMMAND, "c1", "np1")
-    ack_node_attach_script.write_private(str(path), text)
+    ack.write_private(str(path), text, 0o700)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
     body = path.read_text()
     assert body.startswith("#!/bin/bash\n") and 'true "$@"\n' in body and "node pool np1 of cluster c1" in body
@@ -248,7 +248,7 @@ def test_kubeconfig_write_private(tmp_path):
     path = tmp_path / "config"
     path.write_text("old")
     os.chmod(path, 0o644)
-    ack_kubeconfig.write_private(str(path), KUBECONFIG)
+    ack.write_private(str(path), KUBECONFIG)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and path.read_text() == KUBECONFIG
 
 
