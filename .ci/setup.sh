@@ -68,7 +68,8 @@ fi
 mkdir -p "$COLL"
 if mountpoint -q "$COLL"; then
   if [ "$(stat -c %d:%i "$COLL")" != "$(stat -c %d:%i "$ROOT")" ]; then
-    umount "$COLL"
+    # lazy: a process still working in the old checkout (a shell, an editor) must not block this
+    umount -l "$COLL"
     mount --bind "$ROOT" "$COLL"
     step "checkout: re-mounted $ROOT at $COLL"
   else
