@@ -1,10 +1,13 @@
 """Command line of the Alibaba Cloud emulator.
 
 ``python -m sandbox.alicloud serve --state-dir DIR [--host 127.0.0.1] [--api-port 0] [--oss-port 0]
-[--clock-scale 0.0] [--seed 0] [--fault-config FILE] [--credentials FILE]``
+[--clock-scale 0.0] [--seed 0] [--fault-config FILE] [--credentials FILE] [--exit-with-parent]``
 
 Binds the ECS/CS API port and the OSS port (0 = any free port), writes ``DIR/endpoints.json``
 atomically, prints the same JSON as one line on stdout and serves until SIGTERM/SIGINT (exit 0).
+With ``--exit-with-parent`` it also stops when the process that started it is gone: test runners
+that fork a child per test (``ansible-test units``) end that child with ``os._exit``, so fixture
+teardown never runs and the emulator would otherwise outlive the test run.
 """
 
 import argparse
@@ -100,8 +103,10 @@ def serve(args):
     _write_atomic(os.path.join(state_dir, "endpoints.json"), line + "\n")
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
+    parent = os.getppid()
     while not stop.wait(0.5):
-        pass
+        if args.exit_with_parent and os.getppid() != parent:
+            break
     api.shutdown()
     api.server_close()
     if oss_server is not None:
@@ -122,6 +127,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fault-config")
     p.add_argument("--credentials", help="JSON file {\"keys\": {ak: {\"secret\", \"security_token\"}}} of extra keys")
+    p.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process is gone")
     args = parser.parse_args(argv)
     return serve(args)
 

@@ -59,7 +59,7 @@ class EmulatorProcess:
             os.unlink(endpoints_path)
         cmd = [sys.executable, "-m", "sandbox.alicloud", "serve", "--state-dir", self.state_dir,
                "--api-port", str(self.api_port), "--oss-port", str(self.oss_port),
-               "--clock-scale", str(self.clock_scale), "--seed", str(self.seed)]
+               "--clock-scale", str(self.clock_scale), "--seed", str(self.seed), "--exit-with-parent"]
         if self.fault_config:
             cmd += ["--fault-config", self.fault_config]
         cmd += self.extra_args

@@ -5,6 +5,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import urllib.error
 
 import pytest
@@ -139,3 +140,29 @@ def test_reset_keeps_the_request_log_unless_asked(alicloud, ecs):
             alicloud.admin("POST", "/reset", bad)
         assert err.value.code == 400
     assert len(alicloud.requests()) == 2  # a refused reset changes nothing
+
+
+def test_exits_when_the_process_that_started_it_is_gone(tmp_path):
+    # ansible-test units forks a child per test and ends it with os._exit: no fixture teardown runs.
+    # The middle process here does the same; the emulator it started must stop by itself.
+    state = tmp_path / "state"
+    script = (
+        "import os, sys\n"
+        "from sandbox.alicloud.testing import EmulatorProcess\n"
+        "emu = EmulatorProcess(state_dir=sys.argv[1]).start()\n"
+        "print(emu.proc.pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    middle = subprocess.run([sys.executable, "-c", script, str(state)], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=30, check=True)
+    pid = int(middle.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        pytest.fail("the emulator (pid %d) outlived its parent by 10 s" % pid)
