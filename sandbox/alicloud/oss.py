@@ -68,6 +68,7 @@ MAX_OBJECT_SIZE = 5 << 30
 MAX_DRAIN = 64 << 20
 MIN_PART_SIZE = 100 << 10
 MAX_BUCKET_TAGS = 20
+MAX_DELETE_KEYS = 1000
 OWNER_ID = "1688000000000001"
 ACLS = ("private", "public-read", "public-read-write")
 OBJECT_ACLS = ("default",) + ACLS
@@ -1077,14 +1078,16 @@ class OssHandler(BaseHTTPRequestHandler):
         self.oss.store.bucket(req.bucket)
         body = self._body.read_all(MAX_XML_BODY)
         if req.header("Content-MD5") is None:
-            raise OssError(400, "MissingArgument", "Missing Some Required Arguments.", [("ArgumentName", "Content-MD5")])
+            raise OssError(400, "MissingArgument", "Missing Some Required Arguments.", [("ArgumentName", "Content-MD5")], ec="0016-00000606")
         _content_md5_check(req, hashlib.md5(body).digest())
         root = _parse_xml(body)
         if root.tag != "Delete":
             raise malformed_xml()
         quiet = (root.findtext("Quiet") or "false").strip().lower() == "true"
         keys = [o.findtext("Key") for o in root.findall("Object")]
-        if not keys or len(keys) > 1000 or any(k is None or k == "" for k in keys):
+        if len(keys) > MAX_DELETE_KEYS:  # nothing is deleted (documented: MalformedXML, EC 0016-00000609)
+            raise malformed_xml(ec="0016-00000609")
+        if not keys or any(k is None or k == "" for k in keys):
             raise malformed_xml()
         url_enc = req.q.get("encoding-type", "") == "url"
         for key in keys:

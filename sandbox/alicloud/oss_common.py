@@ -46,8 +46,8 @@ def invalid_argument(message, name=None, value=None):
     return OssError(400, "InvalidArgument", message, extra)
 
 
-def malformed_xml(message="The XML you provided was not well-formed or did not validate against our published schema."):
-    return OssError(400, "MalformedXML", message)
+def malformed_xml(message="The XML you provided was not well-formed or did not validate against our published schema.", ec=None):
+    return OssError(400, "MalformedXML", message, ec=ec)
 
 
 def http_date(ts=None):

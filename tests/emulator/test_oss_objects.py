@@ -244,3 +244,45 @@ def test_oversized_put_is_refused_before_the_body(emu):
     assert "Connection: close" in answer
     assert answer.startswith("HTTP/1.1 400") and "<Code>EntityTooLarge</Code>" in answer
     assert not b.object_exists("huge.bin")
+
+
+def test_batch_delete_of_more_than_1000_keys_is_refused_whole(bucket):
+    bucket.put_object("keep/a.txt", b"a")
+    keys = ["keep/a.txt"] + ["gone/%04d" % i for i in range(1000)]
+    with pytest.raises(oe.MalformedXml) as err:
+        bucket.batch_delete_objects(keys)  # 1001 keys: oss2 sends them, the service refuses
+    assert (err.value.status, err.value.code, err.value.ec) == (400, "MalformedXML", "0016-00000609")
+    assert err.value.request_id
+    assert bucket.object_exists("keep/a.txt")  # nothing was deleted
+    assert sorted(bucket.batch_delete_objects(keys[:1000]).deleted_keys) == sorted(keys[:1000])  # 1000 is the limit
+    assert not bucket.object_exists("keep/a.txt")
+
+
+def test_batch_delete_with_a_wrong_content_md5_is_refused(bucket, monkeypatch):
+    bucket.put_object("keep/b.txt", b"b")
+    # oss2 always computes Content-MD5 itself (and signs it): make it compute a wrong one
+    monkeypatch.setattr(oss2.utils, "content_md5", lambda data: base64.b64encode(hashlib.md5(b"not the body").digest()).decode())
+    with pytest.raises(oe.InvalidDigest) as err:
+        bucket.batch_delete_objects(["keep/b.txt"])
+    assert (err.value.status, err.value.code) == (400, "InvalidDigest")
+    assert err.value.details["Content-MD5"] == base64.b64encode(hashlib.md5(b"not the body").digest()).decode()
+    monkeypatch.undo()
+    assert bucket.object_exists("keep/b.txt")
+
+
+@pytest.mark.parametrize("mode", ["v1", "v4"])
+def test_bucket_level_calls_on_a_missing_bucket(emu, mode):
+    b = _bucket(emu, mode, "never-created-bucket")
+    calls = [("ListObjects", b.list_objects), ("ListMultipartUploads", b.list_multipart_uploads),
+             ("DeleteMultipleObjects", lambda: b.batch_delete_objects(["x"]))]
+    for action, call in calls:
+        with pytest.raises(oe.NoSuchBucket) as err:
+            call()
+        assert (err.value.status, err.value.code, err.value.ec) == (404, "NoSuchBucket", "0015-00000101"), action
+        assert err.value.details["BucketName"] == "never-created-bucket"
+        entry = emu.log()[-1]
+        assert (entry["action"], entry["status"], entry["code"]) == (action, 404, "NoSuchBucket")
+    with pytest.raises(oe.NoSuchBucket):
+        list(oss2.ObjectIterator(b))
+    with pytest.raises(oe.NoSuchBucket):
+        list(oss2.MultipartUploadIterator(b))
