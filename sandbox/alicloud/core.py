@@ -115,7 +115,8 @@ class FaultPlan:
     """Seeded, switchable fault injection.
 
     ``rates`` maps a scope to fault rates. A scope is ``"*"`` (every request), a service (``"ecs"``,
-    ``"cs"``, ``"oss"``) or ``"<service>:<Action>"``. Fault kinds:
+    ``"cs"``, ``"oss"``) or ``"<service>:<Action>"``; the rates of every scope that matches a request add
+    up (see ``pick``). Fault kinds:
     ``throttling`` (4xx Throttling.User, no retry-after header), ``throttling_retry_after`` (the same with
     ``x-acs-retry-after``), ``http500``, ``http503``, ``drop`` (close the connection without an answer, nothing is
     executed) and ``drop_after`` (execute the request, then close the connection without an answer: the "answer
@@ -170,19 +171,25 @@ class FaultPlan:
                     "retry_after_ms": self.retry_after_ms, "lifecycle": self.lifecycle}
 
     def pick(self, service, action):
-        """Return the fault kind to inject for this request, or ``None``."""
+        """Return the fault kind to inject for this request, or ``None``.
+
+        Every scope that matches the request counts: the rates of ``<service>:<Action>``, ``<service>`` and
+        ``"*"`` are added up per kind, and one seeded roll picks among the kinds in ``KINDS`` order (a sum of
+        1 or more faults every request). A narrower scope therefore adds to the wider ones; it never hides
+        them. With a single matching scope this is the same roll, with the same seeded sequence, as when only
+        the narrowest scope counted.
+        """
         with self._lock:
-            for scope in ("%s:%s" % (service, action), service, "*"):
-                kinds = self.rates.get(scope)
-                if not kinds:
-                    continue
-                roll = self._rng.random()
-                acc = 0.0
-                for kind in self.KINDS:
-                    acc += kinds.get(kind, 0.0)
-                    if roll < acc:
-                        return kind
+            matching = [self.rates.get(scope) for scope in ("%s:%s" % (service, action), service, "*")]
+            matching = [kinds for kinds in matching if kinds]
+            if not matching:
                 return None
+            roll = self._rng.random()
+            acc = 0.0
+            for kind in self.KINDS:
+                acc += sum(kinds.get(kind, 0.0) for kinds in matching)
+                if roll < acc:
+                    return kind
             return None
 
     def lifecycle_fails(self, name):

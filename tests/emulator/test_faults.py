@@ -1,6 +1,7 @@
 """Injected faults reach the official SDKs as the real service's would (wire reference sections 6.2 and 7)."""
 
 import json
+import random
 
 import pytest
 from alibabacloud_cs20151215 import models as cm
@@ -9,6 +10,7 @@ from alibabacloud_tea_openapi.exceptions import ClientException, ServerException
 from darabonba.exceptions import UnretryableException
 from darabonba.policy.retry import RetryCondition, RetryOptions
 
+from sandbox.alicloud.core import FaultPlan
 from sandbox.alicloud.testing import cs_client, ecs_client
 
 REGION = "cn-beijing"
@@ -67,6 +69,40 @@ def test_scopes_and_switching_at_run_time(alicloud, ecs, cs):
     with pytest.raises(ClientException) as info:
         ecs.run_instances(em.RunInstancesRequest(region_id=REGION))
     assert info.value.code == "MissingParameter"  # the fault is gone; the request reaches validation
+
+
+def test_matching_scopes_add_up():
+    plan = FaultPlan(seed=5, rates={"*": {"http500": 0.25}, "ecs": {"http503": 0.25}, "ecs:RunInstances": {"throttling": 0.5}})
+    run = [plan.pick("ecs", "RunInstances") for dummy in range(400)]
+    assert None not in run and set(run) == {"throttling", "http500", "http503"}  # 0.5 + 0.25 + 0.25: every request
+    assert set(plan.pick("ecs", "DescribeRegions") for dummy in range(400)) == {None, "http500", "http503"}
+    assert set(plan.pick("cs", "DescribeClustersV1") for dummy in range(400)) == {None, "http500"}
+    assert set(plan.pick("oss", "PutObject") for dummy in range(400)) == {None, "http500"}
+
+
+def test_one_matching_scope_keeps_the_seeded_sequence():
+    plan = FaultPlan(seed=9, rates={"ecs:RunInstances": {"throttling": 0.3, "http503": 0.2}, "cs": {"drop": 1.0}})
+    rng = random.Random(9)
+    expected = []
+    for dummy in range(200):
+        roll = rng.random()
+        expected.append("throttling" if roll < 0.3 else "http503" if roll < 0.5 else None)
+    assert [plan.pick("ecs", "RunInstances") for dummy in range(200)] == expected
+    assert plan.pick("ecs", "DescribeRegions") is None  # no matching scope: no roll, no fault
+
+
+def test_an_action_scope_does_not_hide_the_global_one(alicloud, ecs):
+    alicloud.set_faults(rates={"*": {"http500": 1.0}, "ecs:DescribeRegions": {"throttling": 0.0}})
+    with pytest.raises(ServerException) as info:
+        regions(ecs)
+    assert (info.value.status_code, info.value.code) == (500, "InternalError")
+    alicloud.set_faults(rates={"ecs": {"throttling": 0.5}, "ecs:DescribeRegions": {"http503": 0.5}}, seed=4)
+    codes = []
+    for dummy in range(16):
+        with pytest.raises((ClientException, ServerException)) as info:  # 0.5 + 0.5: every request fails
+            regions(ecs)
+        codes.append((type(info.value).__name__, info.value.code))
+    assert set(codes) == {("ClientException", "Throttling.User"), ("ServerException", "ServiceUnavailable")}
 
 
 def test_seeded_rates_are_reproducible(alicloud, ecs):
