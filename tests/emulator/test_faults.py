@@ -2,6 +2,7 @@
 
 import json
 import random
+import urllib.error
 
 import pytest
 from alibabacloud_cs20151215 import models as cm
@@ -153,8 +154,10 @@ def test_faults_read_from_the_admin_endpoint(alicloud):
     snap = alicloud.admin("GET", "/faults")
     assert snap["rates"] == {"cs": {"http500": 0.25}}
     assert snap["stockouts"] == [["cn-beijing-l", "ecs.gn8v-tee.4xlarge"]]
-    with pytest.raises(Exception):  # noqa: B017 - the admin endpoint rejects unknown fault kinds
+    with pytest.raises(urllib.error.HTTPError) as info:  # the admin endpoint rejects unknown fault kinds
         alicloud.set_faults(rates={"cs": {"meteor": 1.0}})
+    assert info.value.code == 400
+    assert json.loads(info.value.read()) == {"error": "unknown fault kind 'meteor'"}
     assert json.dumps(alicloud.admin("GET", "/faults")["rates"]) == json.dumps({"cs": {"http500": 0.25}})
 
 
