@@ -44,9 +44,14 @@ import urllib.parse
 import urllib.request
 
 try:
+    from cryptography.exceptions import InvalidSignature as _InvalidSignature
+    from cryptography.hazmat.primitives import hashes as _hashes
     from cryptography.hazmat.primitives import serialization as _serialization
+    from cryptography.hazmat.primitives.asymmetric import ec as _ec
     from cryptography.hazmat.primitives.asymmetric import ed25519 as _ed25519
+    from cryptography.hazmat.primitives.asymmetric import padding as _padding
     from cryptography.hazmat.primitives.asymmetric import rsa as _rsa
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature as _encode_dss_signature
     from cryptography import x509 as _x509
     HAS_CRYPTOGRAPHY = True
 except ImportError:  # the stand-in works without it
@@ -57,7 +62,8 @@ KBS_PROTOCOL_VERSION = "0.1.0"
 ERROR_TYPE_PREFIX = "https://github.com/confidential-containers/kbs/errors/"
 SEGMENT_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 POLICY_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-JWT_CLOCK_TOLERANCE = 15 * 60  # jwt_simple's default time tolerance
+JWT_CLOCK_TOLERANCE = 15 * 60  # jwt_simple's default time tolerance (admin tokens)
+ATTESTATION_TOKEN_LEEWAY = 60  # jsonwebtoken's default leeway (attestation tokens)
 DEFAULT_KBS_POLICY = "package policy\n\ndefault allow = true\n"
 DEFAULT_AS_POLICY = (
     "package policy\n\n"
@@ -577,6 +583,217 @@ def verify_admin_jwt(token, public_raw, now=None):
 
 
 # ---------------------------------------------------------------------------------------------
+# Attestation token verification (KBS [attestation_token], like kbs/src/token/jwk.rs of 1.5.x)
+# ---------------------------------------------------------------------------------------------
+
+# DER DigestInfo prefixes of EMSA-PKCS1-v1_5 (RFC 8017 section 9.2, note 1)
+_DIGEST_INFO = {
+    "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "sha384": bytes.fromhex("3041300d060960864801650304020205000430"),
+    "sha512": bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+_JWS_ALGORITHMS = {"RS256": ("RSA", "sha256"), "RS384": ("RSA", "sha384"), "RS512": ("RSA", "sha512"),
+                   "ES256": ("EC", "sha256"), "ES384": ("EC", "sha384")}
+
+
+def _b64_any_decode(text):
+    """x5c entries: standard base64 (RFC 7515); the 1.5.x code decodes base64url. Accept both."""
+    text = "".join(str(text).split()).rstrip("=")
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        return base64.urlsafe_b64decode(padded)
+
+
+def rsa_pkcs1v15_verify_pure(n, e, hash_name, message, signature):
+    """RSASSA-PKCS1-v1_5 verification with integers only (used when cryptography is missing)."""
+    size = (n.bit_length() + 7) // 8
+    if len(signature) != size:
+        return False
+    s = int.from_bytes(signature, "big")
+    if s >= n:
+        return False
+    encoded = int.to_bytes(pow(s, e, n), size, "big")
+    digest_info = _DIGEST_INFO[hash_name] + hashlib.new(hash_name, message).digest()
+    expected = b"\x00\x01" + b"\xff" * (size - len(digest_info) - 3) + b"\x00" + digest_info
+    return secrets.compare_digest(encoded, expected)
+
+
+def _cert_time(cert, name):
+    value = getattr(cert, name + "_utc", None)  # cryptography >= 42
+    if value is None:
+        value = getattr(cert, name).replace(tzinfo=datetime.timezone.utc)
+    return value
+
+
+def _cert_signed_by(cert, issuer):
+    """True when issuer's key verifies cert's signature (RSA PKCS#1 v1.5, ECDSA or Ed25519)."""
+    public = issuer.public_key()
+    try:
+        if isinstance(public, _rsa.RSAPublicKey):
+            public.verify(cert.signature, cert.tbs_certificate_bytes, _padding.PKCS1v15(), cert.signature_hash_algorithm)
+        elif isinstance(public, _ec.EllipticCurvePublicKey):
+            public.verify(cert.signature, cert.tbs_certificate_bytes, _ec.ECDSA(cert.signature_hash_algorithm))
+        elif isinstance(public, _ed25519.Ed25519PublicKey):
+            public.verify(cert.signature, cert.tbs_certificate_bytes)
+        else:
+            return False
+    except (_InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def _is_ca(cert):
+    try:
+        return bool(cert.extensions.get_extension_for_class(_x509.BasicConstraints).value.ca)
+    except _x509.ExtensionNotFound:
+        return False
+
+
+class AttestationTokenVerifier:
+    """Trust in attestation tokens as the 1.5.x KBS decides it.
+
+    The token header carries the signing key as a JWK. With ``insecure_key = true`` that key is
+    used as it is, so a token the caller signed with its own key verifies. With ``insecure_key =
+    false`` the JWK must carry an ``x5c`` chain whose leaf holds the same key and which leads to a
+    certificate in ``trusted_certs_paths``; with no trusted certificate, no token verifies.
+    Then the signature (RS256/384/512, ES256/384), ``exp`` (required) and ``nbf`` are checked.
+    """
+
+    def __init__(self, insecure_key, trusted_pems):
+        self.insecure_key = insecure_key
+        self.trusted = []
+        for text in trusted_pems:
+            for label, der in _pem_blocks(text):
+                if label == "CERTIFICATE":
+                    self.trusted.append(der)
+
+    def verify(self, token, now=None):
+        """Return (claims, None) when the token verifies, else (None, reason)."""
+        now = time.time() if now is None else now
+        parts = token.split(".")
+        if len(parts) != 3:
+            return None, "Failed to decode attestation token header: not a compact JWS"
+        try:
+            header = json.loads(b64url_nopad_decode_strict(parts[0]))
+            claims = json.loads(b64url_nopad_decode_strict(parts[1]))
+            signature = b64url_nopad_decode_strict(parts[2])
+        except (ValueError, UnicodeDecodeError):
+            return None, "Failed to decode attestation token: bad base64url or JSON"
+        if not isinstance(header, dict) or not isinstance(claims, dict):
+            return None, "Failed to decode attestation token: header and claims must be JSON objects"
+        key = header.get("jwk")
+        if not isinstance(key, dict):
+            # 1.5.x then looks the kid up in trusted_jwk_sets, which the stand-in does not support
+            return None, "Cannot verify token since trusted JWK Set is empty"
+        if not self.insecure_key:
+            if not self.trusted:
+                return None, "Cannot verify token since trusted cert is empty"
+            reason = self._endorsed(key, now)
+            if reason:
+                return None, reason
+        alg = key.get("alg")
+        if alg is None:
+            return None, "Failed to find key_algorithm in Jwk"
+        if alg not in _JWS_ALGORITHMS or _JWS_ALGORITHMS[alg][0] != key.get("kty"):
+            return None, "unsupported JWK algorithm %r for key type %r" % (alg, key.get("kty"))
+        if header.get("alg") != alg:
+            return None, "Failed to decode attestation token: InvalidAlgorithm"
+        signing_input = (parts[0] + "." + parts[1]).encode("ascii")
+        try:
+            valid = self._signature_valid(key, alg, signing_input, signature)
+        except (ValueError, TypeError, KeyError) as exc:
+            return None, "Failed to decode attestation token: bad JWK (%s)" % exc
+        if not valid:
+            return None, "Failed to decode attestation token: InvalidSignature"
+        if not isinstance(claims.get("exp"), (int, float)):
+            return None, "Failed to decode attestation token: Missing required claim: exp"
+        if now > claims["exp"] + ATTESTATION_TOKEN_LEEWAY:
+            return None, "Failed to decode attestation token: ExpiredSignature"
+        if isinstance(claims.get("nbf"), (int, float)) and now + ATTESTATION_TOKEN_LEEWAY < claims["nbf"]:
+            return None, "Failed to decode attestation token: ImmatureSignature"
+        return claims, None
+
+    @staticmethod
+    def _signature_valid(key, alg, message, signature):
+        kty, hash_name = _JWS_ALGORITHMS[alg]
+        if kty == "RSA":
+            n = int.from_bytes(b64url_nopad_decode_strict(key["n"]), "big")
+            e = int.from_bytes(b64url_nopad_decode_strict(key["e"]), "big")
+            if not HAS_CRYPTOGRAPHY:
+                return rsa_pkcs1v15_verify_pure(n, e, hash_name, message, signature)
+            public = _rsa.RSAPublicNumbers(e, n).public_key()
+            try:
+                public.verify(signature, message, _padding.PKCS1v15(), getattr(_hashes, hash_name.upper())())
+            except _InvalidSignature:
+                return False
+            return True
+        if not HAS_CRYPTOGRAPHY:
+            raise ValueError("EC tokens need python3-cryptography in the stand-in")
+        curve = {"P-256": _ec.SECP256R1(), "P-384": _ec.SECP384R1()}[key.get("crv")]
+        size = (curve.key_size + 7) // 8
+        public = _ec.EllipticCurvePublicNumbers(int.from_bytes(b64url_nopad_decode_strict(key["x"]), "big"),
+                                                int.from_bytes(b64url_nopad_decode_strict(key["y"]), "big"), curve).public_key()
+        if len(signature) != 2 * size:
+            return False
+        der = _encode_dss_signature(int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big"))
+        try:
+            public.verify(der, message, _ec.ECDSA(getattr(_hashes, hash_name.upper())()))
+        except _InvalidSignature:
+            return False
+        return True
+
+    def _endorsed(self, key, now):  # pylint: disable=too-many-return-statements
+        """None when the JWK's x5c chain leads to a trusted certificate, else the reason."""
+        chain = key.get("x5c")
+        if not isinstance(chain, list) or not chain:
+            return "No x5c extension inside JWK. Invalid public key."
+        if not HAS_CRYPTOGRAPHY:
+            return "JWK cannot be validated by trust anchor: the stand-in needs python3-cryptography to check x5c chains"
+        try:
+            certs = [_x509.load_der_x509_certificate(_b64_any_decode(item)) for item in chain]
+            anchors = [_x509.load_der_x509_certificate(der) for der in self.trusted]
+        except (ValueError, binascii.Error, TypeError) as exc:
+            return "Invalid x509 in x5c: %s" % exc
+        leaf_key = certs[0].public_key()
+        try:
+            if key.get("kty") == "RSA":
+                matches = isinstance(leaf_key, _rsa.RSAPublicKey) and \
+                    leaf_key.public_numbers().n == int.from_bytes(b64url_nopad_decode_strict(key.get("n", "")), "big")
+            elif key.get("kty") == "EC":
+                matches = isinstance(leaf_key, _ec.EllipticCurvePublicKey) and \
+                    (leaf_key.public_numbers().x, leaf_key.public_numbers().y) == (
+                        int.from_bytes(b64url_nopad_decode_strict(key.get("x", "")), "big"),
+                        int.from_bytes(b64url_nopad_decode_strict(key.get("y", "")), "big"))
+            else:
+                return "Only RSA or EC JWKs are supported."
+        except ValueError:
+            return "JWK parameters are not base64url"
+        if not matches:
+            return "the JWK does not match the leaf certificate of x5c"
+        try:
+            usage = certs[0].extensions.get_extension_for_class(_x509.ExtendedKeyUsage).value
+            if _x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH not in usage:
+                return "JWK cannot be validated by trust anchor: RequiredEkuNotFound"
+        except _x509.ExtensionNotFound:
+            pass
+        moment = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
+        current, intermediates = certs[0], certs[1:]
+        for _depth in range(len(certs) + 1):
+            if not _cert_time(current, "not_valid_before") <= moment <= _cert_time(current, "not_valid_after"):
+                return "JWK cannot be validated by trust anchor: CertExpired or CertNotValidYet (%s)" % current.subject.rfc4514_string()
+            if any(a.subject == current.issuer and _cert_signed_by(current, a) for a in anchors):
+                return None
+            issuers = [c for c in intermediates if c.subject == current.issuer and _is_ca(c) and _cert_signed_by(current, c)]
+            if not issuers:
+                break
+            current = issuers[0]
+            intermediates = [c for c in intermediates if c is not current]
+        return "JWK cannot be validated by trust anchor: UnknownIssuer"
+
+
+# ---------------------------------------------------------------------------------------------
 # Components
 # ---------------------------------------------------------------------------------------------
 
@@ -805,14 +1022,19 @@ class KeyBrokerService(Component):
         token = config.get("attestation_token") or {}
         self.insecure_key = bool(token.get("insecure_key", False))
         self.trusted_certs = []
+        trusted_pems = []
         for path in token.get("trusted_certs_paths") or []:
             try:
                 with open(path, encoding="ascii", errors="replace") as handle:
-                    if not any(label == "CERTIFICATE" for label, _der in _pem_blocks(handle.read())):
-                        raise StandinError("attestation_token.trusted_certs_paths: %s holds no PEM certificate" % path)
+                    text = handle.read()
             except OSError as exc:
                 raise StandinError("attestation_token.trusted_certs_paths: cannot read %s: %s" % (path, exc)) from exc
+            if not any(label == "CERTIFICATE" for label, _der in _pem_blocks(text)):
+                raise StandinError("attestation_token.trusted_certs_paths: %s holds no PEM certificate" % path)
             self.trusted_certs.append(path)
+            trusted_pems.append(text)
+        # Read at start only, like the real KBS: a new CA needs a restart.
+        self.token_verifier = AttestationTokenVerifier(self.insecure_key, trusted_pems)
         if self.insecure_key:
             LOG.warning("attestation_token.insecure_key = true: tokens are trusted with the key they carry")
         elif not self.trusted_certs:
@@ -857,6 +1079,23 @@ class KeyBrokerService(Component):
             LOG.info("admin request refused: %s", reason)
             return kbs_error(401, "AdminAuth", "Admin auth error: %s" % reason)
         return None
+
+    def _release(self, headers, segments):
+        """GET of a resource: the token is verified as the 1.5.x KBS does; nothing is ever released."""
+        auth = headers.get("Authorization") or ""
+        if auth.startswith("Bearer "):
+            _claims, reason = self.token_verifier.verify(auth[7:].strip())
+            if reason:
+                LOG.info("attestation token refused for %s: %s", "/".join(segments), reason)
+                return kbs_error(401, "TokenVerifierError", "Failed to verify attestation token: %s" % reason)
+            LOG.info("attestation token accepted for %s (%s)", "/".join(segments),
+                     "insecure_key = true: the key in the token header" if self.insecure_key else "x5c chain to trusted_certs_paths")
+            # The real KBS would now evaluate the resource policy and send the resource as a JWE.
+            return kbs_error(403, "PolicyDeny", "Trustee stand-in: attestation token verified; the stand-in evaluates no rego "
+                                                "and never releases a resource (test double)")
+        if "kbs-session-id=" in (headers.get("Cookie") or ""):
+            return kbs_error(401, "TokenNotFound", "Trustee stand-in: the session is not attested (attest is not implemented)")
+        return kbs_error(401, "TokenNotFound", "Attestation Token not found")
 
     def _resource_path(self, segments):
         if len(segments) != 3 or not all(SEGMENT_RE.match(s) for s in segments):
@@ -914,9 +1153,7 @@ class KeyBrokerService(Component):
             if target is None:
                 return kbs_error(404, "InvalidRequest", "resource path must be <repository>/<type>/<tag>")
             if method == "GET":
-                if not (headers.get("Authorization") or "kbs-session-id=" in (headers.get("Cookie") or "")):
-                    return kbs_error(401, "TokenNotFound", "Attestation Token not found")
-                return kbs_error(401, "TokenVerifierError", "Trustee stand-in: attestation tokens are never accepted (test double)")
+                return self._release(headers, segments)
             if method in ("POST", "DELETE"):
                 refused = self._admin_check(headers)
                 if refused:

@@ -83,6 +83,62 @@ def write_self_signed(directory, name, common_name="127.0.0.1", key_type="rsa"):
     return cert_path, key_path
 
 
+def _cert(subject_cn, public_key, issuer_cn, issuer_key, ca, days=1):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
+               .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_cn)]))
+               .public_key(public_key).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=days))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+class TokenAuthority:
+    """An attestation token CA and an RSA signer certified by it, like the role's AS PKI."""
+
+    def __init__(self, directory, name="as"):
+        self.ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ca_cert = _cert(name + " CA", self.ca_key.public_key(), name + " CA", self.ca_key, True, days=30)
+        self.signer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.signer_cert = _cert(name + " signer", self.signer_key.public_key(), name + " CA", self.ca_key, False)
+        self.ca_path = os.path.join(directory, name + "-ca.pem")
+        with open(self.ca_path, "wb") as handle:
+            handle.write(self.ca_cert.public_bytes(serialization.Encoding.PEM))
+
+    def chain(self):
+        return [self.signer_cert, self.ca_cert]
+
+
+def rsa_jwk(public_key, alg="RS384", x5c=None):
+    numbers = public_key.public_numbers()
+    jwk = {"kty": "RSA", "alg": alg,
+           "n": b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
+           "e": b64url(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big"))}
+    if x5c is not None:
+        jwk["x5c"] = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in x5c]
+    return jwk
+
+
+def mint_attestation_token(signing_key, jwk=None, claims=None, alg="RS384", lifetime=300):
+    """An AS-style (Simple broker, RS384) attestation token; the JWK travels in the header.
+
+    jwk defaults to the public half of signing_key without x5c: a self-signed token.
+    """
+    from cryptography.hazmat.primitives.asymmetric import padding  # pylint: disable=import-outside-toplevel
+    now = int(time.time())
+    header = {"alg": alg, "typ": "JWT", "jwk": jwk or rsa_jwk(signing_key.public_key(), alg)}
+    if claims is None:
+        claims = {"iss": "CoCo-Attestation-Service", "iat": now, "nbf": now, "exp": now + lifetime, "tee": "tdx",
+                  "evaluation-reports": [{"policy-id": "default", "policy-hash": "0" * 96}],
+                  "tcb-status": json.dumps({"tdx.quote.body.mr_td": "00", "tdx.nvidia_gpu.0.cc_enabled": True,
+                                            "tdx.nvidia_gpu.0.measurement": "00"})}
+    signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+    digest = {"RS256": hashes.SHA256(), "RS384": hashes.SHA384(), "RS512": hashes.SHA512()}[alg]
+    signature = signing_key.sign(signing_input.encode(), padding.PKCS1v15(), digest)
+    return signing_input + "." + b64url(signature)
+
+
 def http(method, url, body=None, headers=None, context=None, timeout=10):
     """Return (status, body bytes, headers) without raising on HTTP errors."""
     if isinstance(body, (dict, list)):
@@ -174,7 +230,8 @@ class StandinStack:
         self.all_procs.append(proc)
         return proc
 
-    def start(self, gateway_tls=None, gateway_level="info", kbs_extra="", as_signer=None, gateway_insecure_http=None):
+    def start(self, gateway_tls=None, gateway_level="info", kbs_extra="", as_signer=None, gateway_insecure_http=None,
+              attestation_token="insecure_key = true\n"):
         rvps_cfg = os.path.join(self.etc, "rvps.json")
         with open(rvps_cfg, "w", encoding="utf-8") as handle:
             json.dump({"storage": {"type": "LocalFs", "file_path": os.path.join(self.opt, "attestation-service", "reference_values")}}, handle)
@@ -193,12 +250,12 @@ class StandinStack:
         with open(kbs_cfg, "w", encoding="utf-8") as handle:
             handle.write(
                 '[http_server]\nsockets = ["127.0.0.1:0"]\ninsecure_http = true\n\n'
-                "[attestation_token]\ninsecure_key = true\n\n"
+                "[attestation_token]\n%s\n"
                 '[attestation_service]\ntype = "coco_as_grpc"\nas_addr = "http://127.0.0.1:%d"\n\n'
                 '[admin]\nauth_public_key = "%s"\n\n'
                 '[policy_engine]\npolicy_path = "%s"\n\n'
                 '[[plugins]]\nname = "resource"\ntype = "LocalFs"\ndir_path = "%s"\n%s'
-                % (grpc_port, self.admin_pub_path, self.kbs_policy, self.repository, kbs_extra))
+                % (attestation_token, grpc_port, self.admin_pub_path, self.kbs_policy, self.repository, kbs_extra))
         kbs_port = self.start_process("kbs", ["--config-file", kbs_cfg], env={"RUST_LOG": "debug"}).wait_ready()
         self.kbs_url = "http://127.0.0.1:%d" % kbs_port
         gw_cfg = os.path.join(self.etc, "gateway.yml")

@@ -12,7 +12,10 @@ import time
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from conftest import STANDIN, b64url, http, mint_jwt, write_ed25519_pair, write_self_signed
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from conftest import (STANDIN, TokenAuthority, b64url, http, mint_attestation_token, mint_jwt, rsa_jwk, write_ed25519_pair,
+                      write_self_signed)
 
 KEY_PATH = "/api/kbs/v0/resource/default/aliyun/model-decryption-key"
 
@@ -129,6 +132,89 @@ def test_resource_get_without_token_is_401_and_audited(stack):
     records = json.loads(body)
     assert status == 200 and records["total"] >= 1
     assert records["data"][0]["status"] == 401 and records["data"][0]["method"] == "GET"
+
+
+# --- attestation tokens: insecure_key -------------------------------------------------------
+
+def _get_key(stack, token):
+    status, body, _h = http("GET", stack.gateway_url + KEY_PATH, headers=bearer(token))
+    return status, json.loads(body)
+
+
+def _forged_token():
+    """A token whose claims say everything a restrictive policy wants, signed with the caller's own key."""
+    return mint_attestation_token(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+
+def test_insecure_key_true_trusts_the_key_in_the_token_header(stack_factory):
+    stack = stack_factory(attestation_token="insecure_key = true\n")
+    # the self-signed token passes verification: only the policy stage stands in the way
+    status, body = _get_key(stack, _forged_token())
+    assert status == 403 and body["type"].endswith("/PolicyDeny"), body
+    assert "token verified" in body["detail"]
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = int(time.time())
+    refused = {
+        "bad signature": mint_attestation_token(key, jwk=rsa_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key())),
+        "expired": mint_attestation_token(key, claims={"iat": now - 600, "exp": now - 300}),
+        "no exp": mint_attestation_token(key, claims={"iat": now}),
+        "not yet valid": mint_attestation_token(key, claims={"nbf": now + 600, "exp": now + 900}),
+        "alg mismatch": mint_attestation_token(key, jwk=rsa_jwk(key.public_key(), alg="RS256")),
+    }
+    for label, token in refused.items():
+        status, body = _get_key(stack, token)
+        assert status == 401 and body["type"].endswith("/TokenVerifierError"), label
+    assert "insecure_key = true" in stack.procs["kbs"].output()
+
+
+def test_insecure_key_false_needs_a_chain_to_trusted_certs(stack_factory, tmp_path):
+    authority = TokenAuthority(str(tmp_path))
+    stack = stack_factory(attestation_token='insecure_key = false\ntrusted_certs_paths = ["%s"]\n' % authority.ca_path)
+    # a token of this deployment's attestation service: signer key, x5c = signer cert + CA
+    genuine = mint_attestation_token(authority.signer_key, jwk=rsa_jwk(authority.signer_key.public_key(), x5c=authority.chain()))
+    status, body = _get_key(stack, genuine)
+    assert status == 403 and body["type"].endswith("/PolicyDeny"), body
+    rogue = TokenAuthority(str(tmp_path), name="rogue")
+    intruder = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    refused = {
+        "self-signed, no x5c": (_forged_token(), "No x5c"),
+        "chain to another CA": (mint_attestation_token(rogue.signer_key, jwk=rsa_jwk(rogue.signer_key.public_key(), x5c=rogue.chain())),
+                                "UnknownIssuer"),
+        "genuine x5c, own key in the JWK": (mint_attestation_token(intruder, jwk=rsa_jwk(intruder.public_key(), x5c=authority.chain())),
+                                            "does not match"),
+        "genuine JWK, signed by another key": (mint_attestation_token(intruder, jwk=rsa_jwk(authority.signer_key.public_key(),
+                                                                                            x5c=authority.chain())), "InvalidSignature"),
+    }
+    for label, (token, reason) in refused.items():
+        status, body = _get_key(stack, token)
+        assert status == 401 and body["type"].endswith("/TokenVerifierError"), label
+        assert reason in body["detail"], (label, body["detail"])
+    # no trusted certificate at all: nothing verifies, not even the genuine token
+    empty = stack_factory(attestation_token="insecure_key = false\n")
+    status, body = _get_key(empty, genuine)
+    assert status == 401 and "trusted cert is empty" in body["detail"]
+
+
+def test_resource_get_with_session_cookie_only_is_refused(stack):
+    status, body, _h = http("GET", stack.gateway_url + KEY_PATH, headers={"Cookie": "kbs-session-id=abc"})
+    assert status == 401 and "not attested" in json.loads(body)["detail"]
+
+
+def test_token_verifier_pure_rsa_path(monkeypatch, tmp_path):
+    monkeypatch.setattr(standin, "HAS_CRYPTOGRAPHY", False)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for alg in ("RS256", "RS384", "RS512"):
+        token = mint_attestation_token(key, jwk=rsa_jwk(key.public_key(), alg=alg), alg=alg)
+        assert standin.AttestationTokenVerifier(True, []).verify(token)[1] is None, alg
+        parts = token.split(".")
+        tampered = parts[0] + "." + b64url(b'{"exp": 9999999999}') + "." + parts[2]
+        assert "InvalidSignature" in standin.AttestationTokenVerifier(True, []).verify(tampered)[1]
+    # without cryptography no chain can be checked: fail closed
+    authority = TokenAuthority(str(tmp_path))
+    with open(authority.ca_path, encoding="ascii") as handle:
+        verifier = standin.AttestationTokenVerifier(False, [handle.read()])
+    genuine = mint_attestation_token(authority.signer_key, jwk=rsa_jwk(authority.signer_key.public_key(), x5c=authority.chain()))
+    assert "python3-cryptography" in verifier.verify(genuine)[1]
 
 
 # --- policies -------------------------------------------------------------------------------
