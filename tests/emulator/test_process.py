@@ -166,3 +166,36 @@ def test_exits_when_the_process_that_started_it_is_gone(tmp_path):
     else:
         os.kill(pid, 9)
         pytest.fail("the emulator (pid %d) outlived its parent by 10 s" % pid)
+
+
+def test_a_restart_resumes_lifecycles_but_forgets_admin_clock_and_faults(tmp_path):
+    # clock scale 1: an ACK Pro cluster takes the real 540 s, so it is certainly still being created at the restart
+    emu = EmulatorProcess(state_dir=str(tmp_path / "state"), clock_scale=1.0)
+    emu.start()
+    try:
+        cs = cs_client(emu)
+        created = cs.create_cluster(cm.CreateClusterRequest(name="in-flight", region_id=REGION, cluster_type="ManagedKubernetes",
+                                                            cluster_spec="ack.pro.small", vswitch_ids=["vsw-sbx00000000000000000l"])).body
+        assert cs.describe_cluster_detail(created.cluster_id).body.state == "initial"
+        assert cs.describe_task_info(created.task_id).body.state == "running"
+        emu.set_clock(2.0, durations={"cs.task": 1.0})
+        emu.set_faults(rates={"ecs:DescribeZones": {"http503": 1.0}}, seed=9)
+
+        emu.restart()  # same command line: --clock-scale 1.0, no fault config
+        clock = emu.admin("GET", "/clock")
+        assert clock["scale"] == 1.0 and clock["durations"]["cs.task"] == 5.0  # the admin-set clock is gone
+        faults = emu.admin("GET", "/faults")
+        assert (faults["rates"], faults["seed"]) == ({}, 0)  # so are the admin-set faults
+        assert ecs_client(emu).describe_zones(em.DescribeZonesRequest(region_id=REGION)).body.zones.zone
+        cs = cs_client(emu)
+        assert cs.describe_cluster_detail(created.cluster_id).body.state == "initial"  # resumed, not restarted or lost
+        assert cs.describe_task_info(created.task_id).body.state == "running"
+
+        emu.clock_scale = 0.0005  # 0.27 s: measured from the creation time kept in the state, so already over
+        emu.restart()
+        cs = cs_client(emu)
+        assert cs.describe_cluster_detail(created.cluster_id).body.state == "running"
+        assert cs.describe_task_info(created.task_id).body.state == "success"
+        assert [c.cluster_id for c in cs.describe_clusters_v1(cm.DescribeClustersV1Request()).body.clusters] == [created.cluster_id]
+    finally:
+        emu.stop()
