@@ -729,7 +729,8 @@ def encrypt_tree(src, cipherdir, master_key, workers=None, progress=None, manife
     None only with ``check_mode`` for a CIPHERDIR that does not exist yet). ``workers`` processes
     encrypt (default: usable CPUs). ``progress(done_bytes, total_bytes)`` is called as work completes.
     ``manifest_path`` enables skipping unchanged files; without it every file is encrypted again.
-    ``digest`` records (and uses) keyed content digests; it costs one SHA-256 pass over the data.
+    ``digest`` records (and uses) keyed content digests: a GMAC tag (``SegmentMac``) of each segment,
+    computed in the same pass as the encryption, combined by ``Manifest.content_digest`` (HMAC-SHA256).
     Returns a dict of counters (see ``TreeStats``).
     """
     started = time.monotonic()

@@ -138,10 +138,11 @@ options:
     default: 4
   checksum:
     description:
-      - Record a keyed digest of each file's content in the manifest (one SHA-256 pass over the
-        data while encrypting). With it, a file whose mtime changed but whose content did not (for
-        example a model downloaded again) is not re-encrypted. Without it such files are
-        re-encrypted.
+      - Record a keyed digest of each file's content in the manifest, computed while encrypting - a GMAC
+        tag (AES-GCM under a key derived from the master key) of every 64 MiB segment, combined with
+        HMAC-SHA256 into one digest per file; the data is not hashed with SHA-256. With it, a file whose
+        mtime changed but whose content did not (for example a model downloaded again) is not
+        re-encrypted. Without it such files are re-encrypted.
     type: bool
     default: true
   verify:
