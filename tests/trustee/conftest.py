@@ -350,3 +350,59 @@ def run_playbook(directory, tasks_yaml, extra_vars, check=False, verbosity=0):
     if verbosity:
         cmd.append("-" + "v" * verbosity)
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=directory, check=False, timeout=300)
+
+
+# ---------------------------------------------------------------------------------------------
+# The project's Debian 12 systemd image with podman (tests skip when either is missing)
+# ---------------------------------------------------------------------------------------------
+
+def podman_env():
+    env = dict(os.environ)
+    conf = os.path.join(REPO_ROOT, ".ci", "containers.conf")
+    if "CONTAINERS_CONF" not in env and os.path.exists(conf):
+        env["CONTAINERS_CONF"] = conf
+    return env
+
+
+def systemd_image():
+    """The image from CAI_ACK_SYSTEMD_IMAGE, else the newest localhost/cai-ack-systemd:*, else None."""
+    if not shutil.which("podman"):
+        return None
+    if os.environ.get("CAI_ACK_SYSTEMD_IMAGE"):
+        return os.environ["CAI_ACK_SYSTEMD_IMAGE"]
+    out = subprocess.run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", "--sort", "created", "localhost/cai-ack-systemd"],
+                         capture_output=True, text=True, env=podman_env(), check=False).stdout.split()
+    return out[0] if out else None
+
+
+class SystemdContainer:
+    """A --network none systemd container with the stand-in repository at /srv/trustee-repo."""
+
+    def __init__(self, repo_workdir, prefix="trustee-standin-test-"):
+        import uuid  # pylint: disable=import-outside-toplevel
+        image = systemd_image()
+        if not image:
+            pytest.skip("podman or the systemd test image (localhost/cai-ack-systemd) is not available")
+        self.name = prefix + uuid.uuid4().hex[:8]
+        self.env = podman_env()
+        run = subprocess.run(["podman", "run", "-d", "--name", self.name, "--network", "none", "--systemd", "always",
+                              "-v", "%s/yumrepo:/srv/trustee-repo:ro" % repo_workdir, image, "/sbin/init"],
+                             capture_output=True, text=True, env=self.env, check=False)
+        if run.returncode != 0:
+            pytest.skip("cannot start the systemd container: " + run.stderr[-500:])
+        self.sh("for i in $(seq 50); do systemctl is-system-running 2>/dev/null | grep -qE 'running|degraded' && exit 0; sleep 0.2; done; exit 0")
+
+    def sh(self, script, check=True):
+        result = subprocess.run(["podman", "exec", self.name, "sh", "-c", script], capture_output=True, text=True, env=self.env,
+                                check=False, timeout=180)
+        if check:
+            assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def install_trustee(self, version="1.5.2"):
+        self.sh("mkdir -p /etc/yum.repos.d && printf '[trustee-local]\\nname=Trustee stand-in\\nbaseurl=file:///srv/trustee-repo\\n"
+                "enabled=1\\ngpgcheck=0\\nmetadata_expire=0\\n' > /etc/yum.repos.d/trustee.repo")
+        self.sh("dnf -y -q --releasever 12 install trustee-" + version)
+
+    def remove(self):
+        subprocess.run(["podman", "rm", "-f", "-t", "0", self.name], capture_output=True, env=self.env, check=False)

@@ -6,60 +6,21 @@ The container has no network (--network none): every request goes to its own loo
 """
 
 import json
-import os
-import shutil
-import subprocess
-import uuid
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import SystemdContainer
 
 UNITS = ["kbs", "as", "as-restful", "rvps", "trustee-gateway"]
 
 
-def _podman_env():
-    env = dict(os.environ)
-    conf = os.path.join(REPO_ROOT, ".ci", "containers.conf")
-    if "CONTAINERS_CONF" not in env and os.path.exists(conf):
-        env["CONTAINERS_CONF"] = conf
-    return env
-
-
-def _image():
-    if not shutil.which("podman"):
-        return None
-    if os.environ.get("CAI_ACK_SYSTEMD_IMAGE"):
-        return os.environ["CAI_ACK_SYSTEMD_IMAGE"]
-    out = subprocess.run(["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", "--sort", "created", "localhost/cai-ack-systemd"],
-                         capture_output=True, text=True, env=_podman_env(), check=False).stdout.split()
-    return out[0] if out else None
-
-
 @pytest.fixture(scope="module")
 def container(built_repo):
-    image = _image()
-    if not image:
-        pytest.skip("podman or the systemd test image (localhost/cai-ack-systemd) is not available")
-    name = "trustee-standin-test-" + uuid.uuid4().hex[:8]
-    env = _podman_env()
-    run = subprocess.run(["podman", "run", "-d", "--name", name, "--network", "none", "--systemd", "always",
-                          "-v", "%s/yumrepo:/srv/trustee-repo:ro" % built_repo, image, "/sbin/init"],
-                         capture_output=True, text=True, env=env, check=False)
-    if run.returncode != 0:
-        pytest.skip("cannot start the systemd container: " + run.stderr[-500:])
-
-    def sh(script, check=True):
-        result = subprocess.run(["podman", "exec", name, "sh", "-c", script], capture_output=True, text=True, env=env, check=False, timeout=180)
-        if check:
-            assert result.returncode == 0, result.stdout + result.stderr
-        return result
-
+    box = SystemdContainer(built_repo)
     try:
-        sh("for i in $(seq 50); do systemctl is-system-running 2>/dev/null | grep -qE 'running|degraded' && exit 0; sleep 0.2; done; exit 0")
-        yield sh
+        yield box.sh
     finally:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, env=env, check=False)
+        box.remove()
 
 
 HEALTH = ("python3 -c 'import json,sys,time,urllib.request\n"
