@@ -131,10 +131,20 @@ def test_file_mode_missing_repository_dir(tmp_path):
     assert isinstance(result, Failed) and "repository_dir" in result.kwargs["msg"] and "does not exist" in result.kwargs["msg"]
 
 
-def test_content_is_no_log():
-    spec = trustee_resource.trustee_argument_spec()
-    assert spec["admin_key"]["no_log"] is True
-    with patch_module_args({"key_id": "default/a/b", "content": "x", "mode": "file"}):
-        module = basic.AnsibleModule(argument_spec=dict(content=dict(type="str", no_log=True), key_id=dict(type="str"),
-                                                        mode=dict(type="str")))
-    assert "x" in module.no_log_values
+def test_key_material_is_no_log(monkeypatch, tmp_path):
+    """The module's own argument spec (not a copy) hides the resource content and the admin key."""
+    built = []
+    real = trustee_resource.AnsibleModule
+
+    def recording(*args, **kwargs):
+        module = real(*args, **kwargs)
+        built.append((kwargs["argument_spec"], module))
+        return module
+
+    monkeypatch.setattr(trustee_resource, "AnsibleModule", recording)
+    run({"key_id": "default/a/b", "content": "s3cret-content", "mode": "file", "repository_dir": str(tmp_path)})
+    run({"key_id": "default/a/b", "content": "x", "url": "http://127.0.0.1:9", "admin_key": "s3cret-admin-key", "retries": 0, "timeout": 1})
+    spec = built[0][0]
+    assert {name for name, option in spec.items() if option.get("no_log")} == {"content", "admin_key"}
+    assert "s3cret-content" in built[0][1].no_log_values
+    assert "s3cret-admin-key" in built[1][1].no_log_values
