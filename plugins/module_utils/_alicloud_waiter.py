@@ -58,6 +58,6 @@ def wait_for(fetch, is_done, timeout, delay=5.0, is_failed=None, describe=None, 
         remaining = deadline - clock()
         if remaining <= 0:
             raise WaitTimeout(
-                "still not done after %ss (%d polls); last state: %s" % (timeout, polls, describe(state)),
+                "still not done after %ss (%d polls); last state: %s" % ("%g" % round(timeout, 1), polls, describe(state)),
                 last=state, operation=operation)
         sleep(min(delay, remaining))

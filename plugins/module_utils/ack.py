@@ -24,6 +24,7 @@ import json
 import os
 import re
 import tempfile
+import time
 
 try:
     from alibabacloud_cs20151215 import models as cs_models
@@ -679,14 +680,14 @@ def describe_task(module, client, task_id):
     return normalize_task(body_map(resp))
 
 
-def wait_task(module, client, task_id, timeout, operation):
+def wait_task(module, client, task_id, timeout, operation, delay=None):
     """Follow an ACK task until ``success``; raise WaitFailed (with the task's error) or WaitTimeout."""
     if not task_id or module.check_mode:
         return None
     return module.wait(
         lambda: describe_task(module, client, task_id),
         lambda task: task.get("state") == "success",
-        timeout=timeout, delay=poll_delay(timeout), is_failed=task_failure,
+        timeout=timeout, delay=delay or poll_delay(timeout), is_failed=task_failure,
         describe=lambda task: "task %s is %s" % (task.get("task_id"), task.get("state")),
         operation=operation)
 
@@ -694,6 +695,33 @@ def wait_task(module, client, task_id, timeout, operation):
 def poll_delay(timeout):
     """Seconds between polls: short for short waits, at most 10 s."""
     return max(0.5, min(10.0, timeout / 60.0))
+
+
+class Deadline:
+    """``wait_timeout`` as one budget for every wait of a run (the task, then the resource).
+
+    A create follows its task and then the resource; a delete of a cluster waits for each node
+    pool and then for the cluster. Each wait gets what is left, so the whole run stays within
+    ``wait_timeout`` instead of a multiple of it. ``delay`` is the poll interval for the whole budget.
+    """
+
+    def __init__(self, seconds, clock=time.monotonic):
+        self.seconds = seconds
+        self._clock = clock
+        self._end = clock() + seconds
+
+    def remaining(self):
+        return max(0.0, self._end - self._clock())
+
+    @property
+    def delay(self):
+        return poll_delay(self.seconds)
+
+
+def timeout_message(kind, ident, goal, state, wait_timeout, rerun):
+    """The message of a run whose ``wait_timeout`` ran out: what exists, what it waited for, what to do."""
+    return ("wait_timeout (%ss) ran out waiting for %s %s to be %s; it is %s now and is left as it is. Run the task "
+            "again (with a longer wait_timeout) to keep waiting: %s" % (wait_timeout, kind, ident, goal, state or "unknown", rerun))
 
 
 def create_once(module, create, lookup, operation):

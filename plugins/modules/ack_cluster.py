@@ -202,11 +202,16 @@ options:
   wait:
     description:
       - Wait until the cluster is C(running) (or gone, for O(state=absent)).
+      - With V(false) the module returns as soon as the service has accepted the request, with the cluster in
+        its current state (C(initial) after a create, C(deleting) after a delete).
     type: bool
     default: true
   wait_timeout:
     description:
-      - Seconds to wait; an ACK Pro cluster takes about ten minutes to create.
+      - Seconds to wait in all; an ACK Pro cluster takes about ten minutes to create. The budget covers every
+        wait of the run together (the task, then the cluster; each node pool, then the cluster for O(state=absent)).
+      - When it runs out the module fails with C(WaitTimeout), returns the cluster as it is, and undoes nothing. Running
+        the task again waits for the same cluster (it is found by name or id), so no second cluster is created.
     type: int
     default: 1800
 extends_documentation_fragment:
@@ -329,6 +334,7 @@ task:
 """
 
 from ansible_collections.confidential_ai.ack.plugins.module_utils.alicloud import AlicloudError, AlicloudModule, client_token
+from ansible_collections.confidential_ai.ack.plugins.module_utils._alicloud_waiter import WaitTimeout
 from ansible_collections.confidential_ai.ack.plugins.module_utils import ack
 
 try:
@@ -470,10 +476,34 @@ class ClusterManager:
         self.changed = False
         self.task = None
         self.diff = {"before": {}, "after": {}}
+        self.deadline = ack.Deadline(self.p["wait_timeout"])
+        # the cluster being waited for and the state wanted, for the message of a wait that times out
+        self.waiting = None
 
     # -- helpers -----------------------------------------------------------------------------
     def timeout(self):
-        return self.p["wait_timeout"]
+        """Seconds left of wait_timeout, which bounds all the waits of this run together."""
+        return self.deadline.remaining()
+
+    def timeout_failure(self, exc):
+        """Fail for a wait that ran out, saying what exists and that a re-run only waits."""
+        cluster_id, goal = self.waiting or (None, None)
+        cluster = None
+        if cluster_id:
+            try:
+                cluster = ack.describe_cluster(self.module, self.cs, cluster_id)
+            except AlicloudError:
+                cluster = None
+        if goal == "running":
+            rerun = "it finds this cluster (by name or id) and neither creates it again nor repeats a change already made"
+        else:
+            rerun = "it finds this cluster and does not delete it twice"
+        msg = ack.timeout_message("cluster", cluster_id, goal, (cluster or {}).get("state", "gone" if goal == "deleted" else None),
+                                  self.p["wait_timeout"], rerun)
+        result = dict(changed=self.changed, cluster=cluster or {})
+        if self.task:
+            result["task"] = self.task
+        self.module.fail_alicloud(exc, msg=msg, **result)
 
     def find(self):
         if self.p["cluster_id"]:
@@ -498,7 +528,7 @@ class ClusterManager:
                 return "cluster %s is %s" % (cluster_id, cluster["state"])
             return None
         return self.module.wait(fetch, lambda c: c["state"] == want, timeout=self.timeout(),
-                                delay=ack.poll_delay(self.timeout()), is_failed=failed,
+                                delay=self.deadline.delay, is_failed=failed,
                                 describe=lambda c: "cluster %s is %s" % (cluster_id, c["state"]), operation=operation)
 
     def wait_gone(self, cluster_id, operation):
@@ -508,13 +538,15 @@ class ClusterManager:
             return None
         return self.module.wait(lambda: ack.describe_cluster(self.module, self.cs, cluster_id),
                                 lambda c: c is None or c["state"] == "deleted", timeout=self.timeout(),
-                                delay=ack.poll_delay(self.timeout()), is_failed=failed,
+                                delay=self.deadline.delay, is_failed=failed,
                                 describe=lambda c: "cluster %s is %s" % (cluster_id, c["state"] if c else "gone"),
                                 operation=operation)
 
     def follow(self, task_id, operation):
         if task_id:
-            self.task = ack.wait_task(self.module, self.cs, task_id, self.timeout(), operation) or {"task_id": task_id}
+            self.task = {"task_id": task_id}
+            self.task = ack.wait_task(self.module, self.cs, task_id, self.timeout(), operation,
+                                      delay=self.deadline.delay) or self.task
 
     # -- present --------------------------------------------------------------------------------
     def preflight(self, vpc_id):
@@ -567,6 +599,7 @@ class ClusterManager:
             # the token was remembered for a cluster deleted since: create with a token derived from it
             identity["after"] = cluster_id
             cluster_id, task_id = self.create_call(body, client_token("ack_cluster", identity))
+        self.waiting = (cluster_id, "running")
         if p["wait"]:
             self.follow(task_id, "create cluster %s" % p["name"])
             cluster = self.wait_state(cluster_id, "running", "create cluster %s" % p["name"])
@@ -591,6 +624,7 @@ class ClusterManager:
 
     def update(self, cluster):
         p = self.p
+        self.waiting = (cluster["cluster_id"], "running")
         if cluster["state"] == "initial" and p["wait"] and not self.module.check_mode:
             cluster = self.wait_state(cluster["cluster_id"], "running", "wait for cluster %s" % cluster["cluster_id"])
         desired = {k: p[k] for k in ack.CLUSTER_FIXED}
@@ -659,6 +693,7 @@ class ClusterManager:
         if cluster is None:
             return {}
         cid = cluster["cluster_id"]
+        self.waiting = (cid, "deleted")
         if cluster["state"] == "deleting":
             if self.p["wait"] and not self.module.check_mode:
                 self.wait_gone(cid, "wait for cluster %s to be deleted" % cid)
@@ -667,7 +702,7 @@ class ClusterManager:
             # still being created: the service refuses the delete until the creation has ended
             cluster = self.module.wait(lambda: ack.describe_cluster(self.module, self.cs, cid) or {"state": "gone"},
                                        lambda c: c["state"] != "initial", timeout=self.timeout(),
-                                       delay=ack.poll_delay(self.timeout()),
+                                       delay=self.deadline.delay,
                                        describe=lambda c: "cluster %s is %s" % (cid, c["state"]),
                                        operation="wait for the creation of cluster %s to end" % cid)
             if cluster["state"] == "gone":
@@ -712,7 +747,7 @@ class ClusterManager:
                 if not ack.is_not_found(exc):
                     raise
         self.module.wait(lambda: ack.describe_node_pool(self.module, self.cs, cid, pid), lambda p: p is None,
-                         timeout=self.timeout(), delay=ack.poll_delay(self.timeout()),
+                         timeout=self.timeout(), delay=self.deadline.delay,
                          describe=lambda p: "node pool %s is %s" % (pid, p["state"] if p else "gone"),
                          operation="delete node pool %s" % pid)
 
@@ -727,6 +762,8 @@ def main():
     manager = ClusterManager(module)
     try:
         cluster = manager.present() if module.params["state"] == "present" else manager.absent()
+    except WaitTimeout as exc:
+        manager.timeout_failure(exc)
     except AlicloudError as exc:
         module.fail_alicloud(exc)
     result = dict(changed=manager.changed, cluster=cluster or {})

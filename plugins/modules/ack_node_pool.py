@@ -231,11 +231,16 @@ options:
   wait:
     description:
       - Wait until the pool is active with its desired nodes healthy (or gone, for O(state=absent)).
+      - With V(false) the module returns as soon as the service has accepted the request, with the pool in
+        its current state (C(initial) after a create).
     type: bool
     default: true
   wait_timeout:
     description:
-      - Seconds to wait.
+      - Seconds to wait in all. The budget covers every wait of the run together (a cluster still being
+        created, the task, then the pool).
+      - When it runs out the module fails with C(WaitTimeout), returns the pool as it is, and undoes nothing. Running
+        the task again waits for the same pool (it is found by name or id), so no second pool is created.
     type: int
     default: 900
 extends_documentation_fragment:
@@ -349,6 +354,7 @@ task:
 """
 
 from ansible_collections.confidential_ai.ack.plugins.module_utils.alicloud import AlicloudError, AlicloudModule
+from ansible_collections.confidential_ai.ack.plugins.module_utils._alicloud_waiter import WaitTimeout
 from ansible_collections.confidential_ai.ack.plugins.module_utils import ack
 
 try:
@@ -527,9 +533,37 @@ class PoolManager:
         self.changed = False
         self.task = None
         self.diff = {"before": {}, "after": {}}
+        self.deadline = ack.Deadline(self.p["wait_timeout"])
+        # the pool being waited for and the state wanted, for the message of a wait that times out
+        self.waiting = None
 
     def timeout(self):
-        return self.p["wait_timeout"]
+        """Seconds left of wait_timeout, which bounds all the waits of this run together."""
+        return self.deadline.remaining()
+
+    def timeout_failure(self, exc):
+        """Fail for a wait that ran out, saying what exists and that a re-run only waits."""
+        pool_id, goal = self.waiting or (None, None)
+        pool = None
+        if pool_id:
+            try:
+                pool = ack.describe_node_pool(self.module, self.cs, self.cid, pool_id)
+            except AlicloudError:
+                pool = None
+        if pool_id is None:
+            msg = ack.timeout_message("cluster", self.cid, "running", None, self.p["wait_timeout"],
+                                      "no node pool was created yet")
+        else:
+            if goal == "active":
+                rerun = "it finds this node pool (by name or id) and neither creates it again nor repeats a change already made"
+            else:
+                rerun = "it finds this node pool and does not delete it twice"
+            state = (pool or {}).get("state", "gone" if goal == "deleted" else None)
+            msg = ack.timeout_message("node pool", pool_id, goal, state, self.p["wait_timeout"], rerun)
+        result = dict(changed=self.changed, node_pool=pool or {})
+        if self.task:
+            result["task"] = self.task
+        self.module.fail_alicloud(exc, msg=msg, **result)
 
     def cluster(self):
         cluster = ack.describe_cluster(self.module, self.cs, self.cid)
@@ -558,14 +592,16 @@ class PoolManager:
             if pool["state"] in ("gone", "failed", "deleting"):
                 return "node pool %s is %s" % (pool_id, pool["state"])
             return None
-        return self.module.wait(fetch, done, timeout=self.timeout(), delay=ack.poll_delay(self.timeout()), is_failed=failed,
+        return self.module.wait(fetch, done, timeout=self.timeout(), delay=self.deadline.delay, is_failed=failed,
                                 describe=lambda pool: "node pool %s is %s with %s of %s nodes healthy" % (
                                     pool_id, pool["state"], pool.get("healthy_nodes"), desired),
                                 operation=operation)
 
     def follow(self, task_id, operation):
         if task_id:
-            self.task = ack.wait_task(self.module, self.cs, task_id, self.timeout(), operation) or {"task_id": task_id}
+            self.task = {"task_id": task_id}
+            self.task = ack.wait_task(self.module, self.cs, task_id, self.timeout(), operation,
+                                      delay=self.deadline.delay) or self.task
 
     def preflight(self, cluster):
         """The vSwitches must be in the cluster's VPC (one DescribeVSwitches read)."""
@@ -614,6 +650,7 @@ class PoolManager:
         else:
             answer = ack.body_map(result)
             pool_id, task_id = answer.get("nodepool_id"), answer.get("task_id")
+        self.waiting = (pool_id, "active")
         if p["wait"]:
             self.follow(task_id, "create node pool %s" % p["name"])
             pool = self.wait_ready(pool_id, p["desired_size"] or 0, "create node pool %s" % p["name"])
@@ -625,7 +662,7 @@ class PoolManager:
 
     def wait_cluster(self):
         return self.module.wait(lambda: ack.describe_cluster(self.module, self.cs, self.cid) or {"state": "gone"},
-                                lambda c: c["state"] == "running", timeout=self.timeout(), delay=ack.poll_delay(self.timeout()),
+                                lambda c: c["state"] == "running", timeout=self.timeout(), delay=self.deadline.delay,
                                 is_failed=lambda c: "cluster %s is %s" % (self.cid, c["state"]) if c["state"] in (
                                     "failed", "gone", "deleting") else None,
                                 describe=lambda c: "cluster %s is %s" % (self.cid, c["state"]), operation="wait for cluster %s" % self.cid)
@@ -680,6 +717,7 @@ class PoolManager:
             return self.create(cluster)
         if pool["state"] == "deleting":
             self.module.fail_json(msg="node pool %s is being deleted; run again once it is gone" % pool["nodepool_id"], node_pool=pool)
+        self.waiting = (pool["nodepool_id"], "active")
         if pool["state"] != "active" and self.p["wait"] and not self.module.check_mode:
             pool = self.wait_ready(pool["nodepool_id"], None, "wait for node pool %s" % pool["nodepool_id"])
         return self.update(pool)
@@ -691,6 +729,7 @@ class PoolManager:
         if pool is None:
             return {}
         pid = pool["nodepool_id"]
+        self.waiting = (pid, "deleted")
         if pool["state"] != "deleting":
             nodes = ack.list_nodes(self.module, self.cs, self.cid, pid)
             remaining = [n for n in nodes if n["state"] != "removing"]
@@ -715,7 +754,7 @@ class PoolManager:
                 self.task = {"task_id": answer.get("task_id")}
         if self.p["wait"] and not self.module.check_mode:
             self.module.wait(lambda: ack.describe_node_pool(self.module, self.cs, self.cid, pid), lambda pl: pl is None,
-                             timeout=self.timeout(), delay=ack.poll_delay(self.timeout()),
+                             timeout=self.timeout(), delay=self.deadline.delay,
                              describe=lambda pl: "node pool %s is %s" % (pid, pl["state"] if pl else "gone"),
                              operation="delete node pool %s" % pid)
         return {}
@@ -731,6 +770,8 @@ def main():
     manager = PoolManager(module)
     try:
         pool = manager.present() if module.params["state"] == "present" else manager.absent()
+    except WaitTimeout as exc:
+        manager.timeout_failure(exc)
     except AlicloudError as exc:
         module.fail_alicloud(exc)
     result = dict(changed=manager.changed, node_pool=pool or {})

@@ -372,3 +372,24 @@ def test_describe_cluster_other_errors_raise():
         raise AlicloudError("denied", code="ErrorCheckAcl", http_status=403)
     with pytest.raises(AlicloudError):
         ack.describe_cluster(FakeModule(), SimpleNamespace(describe_cluster_detail=describe), "c1")
+
+
+# -- one wait budget per run -------------------------------------------------------------------------
+
+def test_deadline_is_one_budget_for_every_wait():
+    now = [100.0]
+    deadline = ack.Deadline(30, clock=lambda: now[0])
+    assert deadline.remaining() == 30
+    now[0] += 25  # the task took 25 s: the wait for the resource gets what is left
+    assert deadline.remaining() == 5
+    now[0] += 10
+    assert deadline.remaining() == 0
+    # the poll interval follows the whole budget, not what is left of it
+    assert deadline.delay == ack.poll_delay(30)
+
+
+def test_timeout_message_says_what_exists_and_what_to_do():
+    msg = ack.timeout_message("cluster", "c123", "running", "initial", 2, "it finds this cluster")
+    assert msg.startswith("wait_timeout (2s) ran out waiting for cluster c123 to be running; it is initial now")
+    assert "Run the task again (with a longer wait_timeout) to keep waiting: it finds this cluster" in msg
+    assert "it is unknown now" in ack.timeout_message("node pool", "np1", "active", None, 5, "x")
