@@ -16,7 +16,7 @@ from conftest import REPO_ROOT, run_playbook
 
 TEMPLATES = os.path.join(REPO_ROOT, "roles", "trustee", "templates")
 RENDERED = ["kbs-config.toml", "gateway.yml", "resource-policy.rego", "attestation-policy.rego",
-            "dropin-as.conf", "dropin-as-restful.conf", "dropin-kbs.conf"]
+            "dropin-as.conf", "dropin-as-restful.conf", "dropin-kbs.conf", "sgx_default_qcnl.conf"]
 SWITCHES = ["trustee_insecure_accept_unsigned_tokens", "trustee_insecure_expose_internal_ports", "trustee_insecure_http_gateway",
             "trustee_insecure_allow_all_resource_policy", "trustee_insecure_debug_logging", "trustee_insecure_skip_gpu_attestation",
             "trustee_insecure_no_version_lock", "trustee_insecure_allow_sample_model_key"]
@@ -92,6 +92,8 @@ def test_defaults_are_hardened_and_silent(tmp_path):
         assert "--socket 127.0.0.1:" in files[dropin]
     assert all("RUST_LOG=info" in files[d] for d in ("dropin-as.conf", "dropin-as-restful.conf", "dropin-kbs.conf"))
     assert files["dnf.conf"] == "[main]\nexcludepkgs=trustee*\ngpgcheck=1\n"
+    # no alicloud_region in the inventory: the PCCS of cn-beijing
+    assert "PCCS_URL=https://sgx-dcap-server-vpc.cn-beijing.aliyuncs.com/sgx/certification/v4/\n" in files["sgx_default_qcnl.conf"]
     firewall = json.loads(files["firewall.json"])
     assert firewall["wanted"] == [
         'rule family="ipv4" source address="10.0.0.0/16" port port="8081" protocol="tcp" accept',
@@ -120,8 +122,10 @@ def test_every_switch_warns_and_weakens(tmp_path):
 
 
 def test_skipping_gpu_attestation_alone(tmp_path):
-    result, files = _run(tmp_path, trustee_insecure_skip_gpu_attestation=True)
+    result, files = _run(tmp_path, trustee_insecure_skip_gpu_attestation=True, alicloud_region="cn-shanghai")
     assert result.returncode == 0, result.stdout + result.stderr
+    # the inventory-wide region selects the PCCS
+    assert "PCCS_URL=https://sgx-dcap-server-vpc.cn-shanghai.aliyuncs.com/sgx/certification/v4/\n" in files["sgx_default_qcnl.conf"]
     assert _warned(result.stdout) == {"trustee_insecure_skip_gpu_attestation"}
     # still deny by default, still TDX and policy "default", but no GPU claim is required
     assert "default allow = false" in files["resource-policy.rego"] and 'input.tee == "tdx"' in files["resource-policy.rego"]
