@@ -106,6 +106,10 @@ EXAMPLES = r"""
     instance_ids: [i-2zeexample00000000001]
   register: attached
 
+- name: Show the node names
+  ansible.builtin.debug:
+    msg: "{{ attached.attachment.nodes | map(attribute='node_name') | list }}"
+
 - name: After running the attach script on the node (manual addition), wait until it is Ready
   confidential_ai.ack.ack_node_attach:
     cluster_id: "{{ ack.cluster.cluster_id }}"
@@ -122,50 +126,83 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-nodes:
-  description: The nodes of the pool for O(instance_ids) (after the change). Empty after O(state=absent).
+attachment:
+  description: The attachment of O(instance_ids) to the node pool (after the change; the prediction in check mode).
   returned: always
-  type: list
-  elements: dict
+  type: dict
   contains:
-    instance_id:
-      description: ECS instance id.
+    cluster_id:
+      description: Cluster id.
       type: str
-    node_name:
-      description: Kubernetes node name.
-      type: str
-      sample: cn-beijing.192.168.12.10
+      sample: c5b2f8e4a1d9c4e0b8f1a2c3d4e5f6a7b
     nodepool_id:
       description: Node pool id.
       type: str
-    state:
-      description: C(initial), C(running), C(failed), C(removing), ...
-      type: str
-    node_status:
-      description: C(Ready), C(NotReady), C(Unknown), C(Offline).
-      type: str
-    ready:
-      description: Whether the node is running and Ready.
-      type: bool
-    ip_address:
-      description: Private addresses.
+      sample: np3c1a9e0b2d4f6a8c0e1f2a3b4c5d6e7
+    instance_ids:
+      description: The instances asked for, without duplicates, in the order given.
       type: list
       elements: str
-    instance_type:
-      description: Instance type.
-      type: str
-    source:
-      description: How the node came into the pool.
-      type: str
-attached:
-  description: The instances this run attached (or, for O(state=absent), removed); empty when nothing was done.
-  returned: always
-  type: list
-  elements: str
-task:
-  description: The last ACK task the module followed.
-  returned: when a task was followed
-  type: dict
+    nodes:
+      description: The nodes of the pool for O(instance_ids). Empty after O(state=absent).
+      type: list
+      elements: dict
+      contains:
+        instance_id:
+          description: ECS instance id.
+          type: str
+        node_name:
+          description: Kubernetes node name.
+          type: str
+          sample: cn-beijing.192.168.12.10
+        nodepool_id:
+          description: Node pool id.
+          type: str
+        state:
+          description: C(initial), C(running), C(failed), C(removing), ...
+          type: str
+        node_status:
+          description: C(Ready), C(NotReady), C(Unknown), C(Offline).
+          type: str
+        ready:
+          description: Whether the node is running and Ready.
+          type: bool
+        ip_address:
+          description: Private addresses.
+          type: list
+          elements: str
+        instance_type:
+          description: Instance type.
+          type: str
+        source:
+          description: How the node came into the pool.
+          type: str
+    attached:
+      description: The instances this run attached (O(state=present)); empty when none was.
+      type: list
+      elements: str
+    removed:
+      description: The instances this run removed from the pool (O(state=absent)); empty when none was.
+      type: list
+      elements: str
+    task:
+      description: The last ACK task the module followed (or, with O(wait=false), started).
+      returned: when there was one
+      type: dict
+      sample: {"task_id": "T-5faa48fb31b6b8078d000006", "state": "success", "task_type": "nodepool_attach"}
+  sample:
+    cluster_id: c5b2f8e4a1d9c4e0b8f1a2c3d4e5f6a7b
+    nodepool_id: np3c1a9e0b2d4f6a8c0e1f2a3b4c5d6e7
+    instance_ids: [i-2zeexample00000000001]
+    nodes:
+      - instance_id: i-2zeexample00000000001
+        node_name: cn-beijing.192.168.12.10
+        nodepool_id: np3c1a9e0b2d4f6a8c0e1f2a3b4c5d6e7
+        state: running
+        node_status: Ready
+        ready: true
+    attached: [i-2zeexample00000000001]
+    removed: []
 """
 
 from ansible_collections.confidential_ai.ack.plugins.module_utils.alicloud import AlicloudError, AlicloudModule
@@ -327,9 +364,12 @@ def main():
         nodes = manager.present() if p["state"] == "present" else manager.absent()
     except AlicloudError as exc:
         module.fail_alicloud(exc)
-    result = dict(changed=manager.changed, nodes=nodes, attached=manager.done)
+    attachment = dict(cluster_id=manager.cid, nodepool_id=manager.pid, instance_ids=manager.ids, nodes=nodes,
+                      attached=manager.done if p["state"] == "present" else [],
+                      removed=manager.done if p["state"] == "absent" else [])
     if manager.task:
-        result["task"] = manager.task
+        attachment["task"] = manager.task
+    result = dict(changed=manager.changed, attachment=attachment)
     if module._diff:
         if p["state"] == "present":
             before, after = sorted(i for i in manager.ids if i not in manager.done), sorted(manager.ids)

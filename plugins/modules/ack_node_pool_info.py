@@ -61,7 +61,7 @@ RETURN = r"""
 node_pools:
   description:
     - The pools, in the shape M(confidential_ai.ack.ack_node_pool) returns under C(node_pool).
-    - With O(nodes=true) each has C(nodes), in the shape M(confidential_ai.ack.ack_node_attach) returns.
+    - With O(nodes=true) each has C(nodes), in the shape of the C(attachment.nodes) that M(confidential_ai.ack.ack_node_attach) returns.
   returned: always
   type: list
   elements: dict
