@@ -46,7 +46,14 @@ class AlicloudError(Exception):
             text += ", request id %s)" % self.request_id if self.request_id else ")"
         elif self.request_id:
             text += " (request id %s)" % self.request_id
+        if self.hint:
+            text += "; %s" % self.hint
         return text
+
+    @property
+    def hint(self):
+        """What the user should check for an answer that means the credentials are wrong, else None."""
+        return auth_hint(self.code)
 
     def to_dict(self):
         """The machine-readable part of a failure, returned under ``error`` by ``fail_json``."""
@@ -78,6 +85,32 @@ class AlicloudError(Exception):
         if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
             return cls(str(exc) or exc.__class__.__name__, operation=operation, kind="connection", cause=exc)
         return cls("%s: %s" % (exc.__class__.__name__, exc), operation=operation, kind="client", cause=exc)
+
+
+# Answers that mean the credentials (not the request) are wrong, and the options to check. Matched on the code,
+# exactly or as a prefix (InvalidAccessKeyId.NotFound, InvalidSecurityToken.Expired, ...). ECS/CS and OSS codes.
+_SOURCES = "or the ALIBABA_CLOUD_* variables or CLI profile they came from"
+_AUTH_HINTS = (
+    ("SignatureDoesNotMatch", "check secret_key/access_key (%s): the secret key does not belong to the access key" % _SOURCES),
+    ("InvalidAccessKeyId", "check access_key (%s): the service does not know this access key or it is disabled" % _SOURCES),
+    ("Forbidden.AccessKeyDisabled", "check access_key (%s): this access key is disabled" % _SOURCES),
+    ("MissingSecurityToken", "check security_token (%s): an STS access key needs its token" % _SOURCES),
+    ("InvalidSecurityToken", "check security_token/access_key (%s): the STS token is invalid, expired or not for this access key"
+     % _SOURCES),
+    ("SecurityTokenExpired", "check security_token (%s): the STS token has expired" % _SOURCES),
+    ("InvalidTimeStamp.Expired", "check the clock of the host the module runs on: it is more than 15 minutes off"),
+    ("RequestTimeTooSkewed", "check the clock of the host the module runs on: it is more than 15 minutes off"),
+)
+
+
+def auth_hint(code):
+    """The hint for an authentication failure code (which option to check), or None."""
+    if not code:
+        return None
+    for prefix, hint in _AUTH_HINTS:
+        if code == prefix or code.startswith(prefix + "."):
+            return hint
+    return None
 
 
 # Codes the services use for flow control and transient states. Terraform's provider retries the
