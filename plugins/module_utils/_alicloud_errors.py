@@ -95,8 +95,8 @@ _AUTH_HINTS = (
     ("InvalidAccessKeyId", "check access_key (%s): the service does not know this access key or it is disabled" % _SOURCES),
     ("Forbidden.AccessKeyDisabled", "check access_key (%s): this access key is disabled" % _SOURCES),
     ("MissingSecurityToken", "check security_token (%s): an STS access key needs its token" % _SOURCES),
-    ("InvalidSecurityToken", "check security_token/access_key (%s): the STS token is invalid, expired or not for this access key"
-     % _SOURCES),
+    ("InvalidSecurityToken",
+     "check security_token/access_key (%s): the STS token is invalid, expired or not for this access key" % _SOURCES),
     ("SecurityTokenExpired", "check security_token (%s): the STS token has expired" % _SOURCES),
     ("InvalidTimeStamp.Expired", "check the clock of the host the module runs on: it is more than 15 minutes off"),
     ("RequestTimeTooSkewed", "check the clock of the host the module runs on: it is more than 15 minutes off"),
