@@ -19,9 +19,6 @@ import sysconfig
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-COLLECTION_ROOT = os.path.dirname(os.path.dirname(HERE))
-
 FAKE_CLIENT = """#!/bin/sh
 # modelscope download --model M --revision R --local_dir D (stand-in)
 while [ $# -gt 0 ]; do
@@ -105,13 +102,6 @@ PLAYBOOK = """\
 """
 
 
-def collections_path():
-    parts = COLLECTION_ROOT.split(os.sep)
-    if len(parts) > 3 and parts[-3] == "ansible_collections":
-        return os.sep.join(parts[:-3])
-    return os.environ.get("ANSIBLE_COLLECTIONS_PATH", "")
-
-
 def make_fake_client(work):
     """A venv with a modelscope 1.33.0 record and the stand-in script."""
     venv = os.path.join(work, "venv")
@@ -132,7 +122,7 @@ def make_fake_client(work):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, ansible_playbook):
     tmp = tmp_path_factory.mktemp("encrypted_model_fetch")
     work = str(tmp / "work")
     os.makedirs(work, 0o700)
@@ -141,18 +131,8 @@ def run(tmp_path_factory):
     playbook = str(tmp / "playbook.yml")
     with open(playbook, "w", encoding="utf-8") as handle:
         handle.write(PLAYBOOK % {"work": work, "out": out})
-    env = dict(os.environ)
-    env.update({
-        "ANSIBLE_COLLECTIONS_PATH": collections_path(),
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "false",
-        "PIP_NO_INDEX": "1",  # the pinned client must be found installed, never fetched
-    })
-    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", playbook],
-                          capture_output=True, text=True, env=env, cwd=str(tmp), check=False, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    # the pinned client must be found installed, never fetched
+    ansible_playbook(playbook, tmp, extra_env={"PIP_NO_INDEX": "1"}, timeout=900)
     with open(out, encoding="utf-8") as handle:
         snapshots = json.load(handle)
     with open(os.path.join(work, "calls.log"), encoding="utf-8") as handle:

@@ -11,13 +11,8 @@ and none of them may appear in the output (the tasks that handle the key are no_
 import json
 import os
 import stat
-import subprocess
-import sys
 
 import pytest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-COLLECTION_ROOT = os.path.dirname(os.path.dirname(HERE))
 
 SAMPLE_KEY = "0Bn4Q1wwY9fN3P"  # printed in the public documentation; 14 characters
 STRONG_KEY = "kV3pQ9zR7tW2xY5bN8mL4cH6"
@@ -41,13 +36,6 @@ CASES = {
 }
 
 ROLE_VARS = ("encrypted_model_key", "encrypted_model_allow_sample_key", "encrypted_model_key_generate", "encrypted_model_key_path")
-
-
-def collections_path():
-    parts = COLLECTION_ROOT.split(os.sep)
-    if len(parts) > 3 and parts[-3] == "ansible_collections":
-        return os.sep.join(parts[:-3])
-    return os.environ.get("ANSIBLE_COLLECTIONS_PATH", "")
 
 
 def playbook(outcomes_file):
@@ -74,7 +62,7 @@ def playbook(outcomes_file):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, ansible_playbook):
     tmp = tmp_path_factory.mktemp("encrypted_model_key")
     key_file = str(tmp / "secrets" / "model.key")
     cases = {}
@@ -91,20 +79,7 @@ def run(tmp_path_factory):
     playbook_path = str(tmp / "playbook.json")
     with open(playbook_path, "w", encoding="utf-8") as handle:
         json.dump(playbook(outcomes_file), handle)
-    env = dict(os.environ)
-    env.update({
-        "ANSIBLE_COLLECTIONS_PATH": collections_path(),
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "false",
-    })
-    proc = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", playbook_path,
-         "-e", "@" + vars_path],
-        capture_output=True, text=True, env=env, cwd=str(tmp), check=False, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    proc = ansible_playbook(playbook_path, tmp, extra_args=["-e", "@" + vars_path])
     with open(outcomes_file, encoding="utf-8") as handle:
         outcomes = json.load(handle)
     return outcomes, proc, key_file
